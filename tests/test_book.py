@@ -1,0 +1,52 @@
+"""The book builds strictly (-W) from the committed, executed notebooks, and works offline."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, root):
+    out = tmp_path_factory.mktemp("book")
+    jb = Path(sys.executable).parent / "jupyter-book"
+    proc = subprocess.run([str(jb), "build", "--all", "-W", "-n", "--keep-going", "--path-output", str(out), "."],
+                          cwd=root, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return out / "_build" / "html"
+
+
+@pytest.mark.book
+def test_every_toc_page_is_built(built):
+    for page in ["book/intro", "book/chapters/mnist_cnn", "book/errata", "book/execution_report", "book/credits", "book/bibliography"]:
+        assert (built / f"{page}.html").is_file(), page
+
+
+@pytest.mark.book
+def test_math_is_bundled_not_from_a_cdn(built):
+    html = (built / "book/chapters/mnist_cnn.html").read_text()
+    scripts = re.findall(r'<script[^>]+src="([^"]+)"', html)
+    mathjax = [s for s in scripts if "mathjax" in s.lower() or "tex-" in s.lower()]
+    assert mathjax and all(not s.startswith(("http:", "https:", "//")) for s in mathjax), mathjax
+    for s in mathjax:
+        assert (built / "book/chapters" / s.split("?")[0]).resolve().is_file(), s
+    assert not any(s.startswith(("http:", "https:", "//")) for s in scripts), scripts
+
+
+@pytest.mark.book
+def test_chapter_shows_full_profile_results(built):
+    html = (built / "book/chapters/mnist_cnn.html").read_text()
+    acc = float(re.search(r"test accuracy: (0\.\d+)", html).group(1))
+    assert acc >= 0.99
+    assert "Profile &#39;full&#39;" in html or "Profile 'full'" in html
+    assert 'alt="' in html
+
+
+@pytest.mark.book
+def test_execution_report_lists_every_chapter(built, root):
+    from bigmodel_utils.run import book_order
+
+    text = (root / "book" / "execution_report.md").read_text()
+    for name in book_order():
+        assert re.search(rf"\| {name} \| [\d.]+ \| cpu", text), name

@@ -1,0 +1,62 @@
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from bigmodel_utils import plots  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def titled(fig):
+    return fig._suptitle is not None or any(ax.get_title() for ax in fig.axes)
+
+
+def test_use_book_style_sets_colour_blind_palette():
+    plots.use_book_style()
+    colors = [c["color"] for c in matplotlib.rcParams["axes.prop_cycle"]]
+    assert colors[0] in plots.OKABE_ITO and len(set(colors)) == len(colors)
+
+
+def test_learning_curves():
+    h = pd.DataFrame({"epoch": [1, 2], "loss": [1.0, 0.5], "val_loss": [1.1, 0.6], "accuracy": [0.5, 0.8], "val_accuracy": [0.4, 0.7]})
+    fig = plots.learning_curves(h)
+    assert titled(fig) and len(fig.axes) == 2
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == "loss"
+    styles = {line.get_linestyle() for line in ax.lines}
+    assert len(styles) == 2  # training and validation differ without colour
+    with pytest.raises(KeyError, match="no column"):
+        plots.learning_curves(h, metrics=("auc",))
+
+
+def test_confusion_matrix_figure_annotates_every_cell():
+    fig = plots.confusion_matrix_figure(np.array([[5, 1], [0, 4]]))
+    assert titled(fig) and len(fig.axes[0].texts) == 4
+    with pytest.raises(ValueError, match="square"):
+        plots.confusion_matrix_figure(np.zeros((2, 3)))
+
+
+def test_image_gallery():
+    fig = plots.image_gallery(np.zeros((3, 28, 28), np.uint8), ["a", "b", "c"], "t", ncols=2)
+    assert fig._suptitle.get_text() == "t"
+    with pytest.raises(ValueError, match="captions"):
+        plots.image_gallery(np.zeros((3, 28, 28)), ["a"], "t")
+    with pytest.raises(ValueError, match="at least one"):
+        plots.image_gallery(np.zeros((0, 28, 28)), [], "t")
+
+
+def test_bar_chart():
+    fig = plots.bar_chart([0, 1], [0.5, 0.9], "title", "x", "y", reference=0.7)
+    ax = fig.axes[0]
+    assert ax.get_title() == "title" and ax.get_xlabel() == "x" and ax.get_ylabel() == "y"
+    assert ax.patches[0].get_hatch() == "//"
+    with pytest.raises(ValueError, match="labels"):
+        plots.bar_chart([0], [1, 2], "t", "x", "y")
