@@ -5,6 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
 KERNEL ?= cpu
+# Debian packages the chapters and tests use (installed by `make` when run as root with apt-get):
+# chromium for the browser test, graphviz for diagrams, espeak-ng for the speech chapter,
+# dataset-fashion-mnist for the image-recognition chapter, fonts-noto-cjk for Chinese terms.
+SYSTEM_PACKAGES := chromium graphviz espeak-ng dataset-fashion-mnist fonts-noto-cjk
 JB_BUILD := $(BIN)/jupyter-book build --all -W -n --keep-going
 
 .PHONY: setup book test smoke full html lab lock clean
@@ -13,6 +17,13 @@ setup: $(STAMP)
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else "Python 3.11 is required (found %d.%d); set PYTHON=/path/to/python3.11" % v)'
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "Installing system packages: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "Missing system packages: $$missing. Install them as root: apt-get install $$missing"; exit 1; fi; \
+	fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$$(grep '^pip==' requirements.lock)"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
@@ -41,11 +52,9 @@ smoke: setup
 lab: setup
 	$(BIN)/jupyter lab notebooks/
 
-## make lock: rewrite requirements.lock and environment.yml from the current .venv
-lock: setup
-	$(BIN)/python -m pip freeze --all --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' > requirements.lock.new
-	mv requirements.lock.new requirements.lock
-	@echo "requirements.lock rewritten; update environment.yml to match (tests check it)."
+## make lock: rewrite requirements.lock and environment.yml from the packages in .venv
+lock:
+	$(BIN)/python tools/write_lock.py
 
 clean:
 	rm -rf _build

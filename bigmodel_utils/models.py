@@ -91,3 +91,49 @@ def predict_digits(model, images, batch_size: int = 256):
     x = prepare_images(check_digit_images(images))
     probs = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
     return probs.argmax(axis=1), probs.max(axis=1)
+
+
+CACHE_DIR_ENV = "BIGMODEL_CACHE"
+
+
+def cache_dir():
+    """Where trained models are cached between chapters (``BIGMODEL_CACHE`` or ``_build/cache``)."""
+    import os
+    from pathlib import Path
+
+    return Path(os.environ.get(CACHE_DIR_ENV, Path(__file__).resolve().parent.parent / "_build" / "cache"))
+
+
+def trained_article_cnn(*, epochs: int, n_train: int | None = None, seed: int = 0, use_cache: bool = True):
+    """The article's CNN trained on the first ``n_train`` MNIST training images (all by default).
+
+    Other chapters need a good digit classifier (e.g. to score generated digits)
+    without retraining it each time: the model is cached under :func:`cache_dir`,
+    keyed by its settings. Training is seeded and single-configuration, so a cached
+    model and a freshly trained one are the same (bit-identical on a given machine
+    and thread count).
+    """
+    import keras
+
+    from .data import load_mnist, one_hot, prepare_images
+    from .devices import seed_everything
+    from .training import fit_classifier
+
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
+    if n_train is not None and not 0 < n_train <= 60_000:
+        raise ValueError(f"n_train must be between 1 and 60000, got {n_train}")
+    path = cache_dir() / f"article_cnn_e{epochs}_n{n_train or 60000}_s{seed}.keras"
+    if use_cache and path.is_file():
+        return keras.models.load_model(path)
+    (x, y), _ = load_mnist()
+    x, y = x[:n_train], y[:n_train]
+    seed_everything(seed)
+    model = build_article_cnn()
+    fit_classifier(model, (prepare_images(x), one_hot(y)), None, epochs=epochs, batch_size=64)
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.keras")
+        model.save(tmp)
+        tmp.replace(path)
+    return model

@@ -43,14 +43,14 @@ def fit_classifier(model, train, val, *, epochs: int, batch_size: int, learning_
 
     Progress shows as a tqdm bar per epoch plus a summary line (``verbose=0``, the
     default); ``verbose=1`` gives Keras's own progress bar instead.
-    ``train`` and ``val`` are ``(x, y_one_hot)`` pairs; the validation set only
-    monitors training, it never touches the test set. Returns a DataFrame with one
+    ``train`` and ``val`` are ``(x, y_one_hot)`` pairs; the validation set (or ``None``)
+    only monitors training; never pass the test set. Returns a DataFrame with one
     row per epoch (loss, accuracy, val_loss, val_accuracy).
     """
     import keras
     import pandas as pd
 
-    (x, y), (xv, yv) = train, val
+    (x, y), (xv, yv) = train, (val if val is not None else ((), ()))
     if len(x) != len(y) or len(xv) != len(yv):
         raise ValueError("images and labels differ in length")
     if epochs < 1 or batch_size < 1:
@@ -61,7 +61,7 @@ def fit_classifier(model, train, val, *, epochs: int, batch_size: int, learning_
         metrics=["accuracy"],
     )
     callbacks = [] if verbose else [progress_callback()]
-    hist = model.fit(x, y, validation_data=(xv, yv), epochs=epochs, batch_size=batch_size,
+    hist = model.fit(x, y, validation_data=(xv, yv) if val is not None else None, epochs=epochs, batch_size=batch_size,
                      verbose=verbose, callbacks=callbacks)
     df = pd.DataFrame(hist.history)
     df.insert(0, "epoch", np.arange(1, len(df) + 1))

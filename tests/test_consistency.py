@@ -56,6 +56,7 @@ COVERED = {
     "make smoke": "test_make_targets_call_the_runner_and_the_strict_build",
     ".venv/bin/python -m bigmodel_utils.run --profile full --kernel gpu": "test_run.test_gpu_kernel_without_gpu_stops_with_clear_message",
     ".venv/bin/python -m bigmodel_utils.run --profile smoke mnist_cnn": "test_notebooks (runner in the smoke profile)",
+    "make lock": "test_environment_yml_installs_the_same_pins (tools/write_lock.py writes both)",
     ".venv/bin/python -m bigmodel_utils.kernels list": "test_kernels.test_both_kernels_are_registered_in_this_environment",
     ".venv/bin/jupyter lab": "test_jupyterlab_is_installed",
     "make lab": "test_jupyterlab_is_installed",

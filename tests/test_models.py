@@ -56,3 +56,20 @@ def test_predict_digits(cnn):
     assert ((0 <= labels) & (labels < 10)).all() and ((0 < conf) & (conf <= 1)).all()
     with pytest.raises(BadInputError):
         predict_digits(cnn, np.zeros((3, 28, 28), np.float64))
+
+
+def test_trained_article_cnn_is_cached_and_identical(tmp_path, monkeypatch):
+    from bigmodel_utils.data import load_mnist, prepare_images
+    from bigmodel_utils.models import trained_article_cnn
+
+    monkeypatch.setenv("BIGMODEL_CACHE", str(tmp_path))
+    fresh = trained_article_cnn(epochs=1, n_train=256, seed=0)
+    assert list(tmp_path.glob("article_cnn_e1_n256_s0.keras"))
+    cached = trained_article_cnn(epochs=1, n_train=256, seed=0)
+    _, (xt, _) = load_mnist()
+    x = prepare_images(xt[:50])
+    assert np.array_equal(fresh.predict(x, verbose=0), cached.predict(x, verbose=0))
+    with pytest.raises(ValueError):
+        trained_article_cnn(epochs=0)
+    with pytest.raises(ValueError):
+        trained_article_cnn(epochs=1, n_train=70_000)
