@@ -11,7 +11,7 @@ KERNEL ?= cpu
 SYSTEM_PACKAGES := chromium graphviz espeak-ng dataset-fashion-mnist fonts-noto-cjk
 JB_BUILD := $(BIN)/jupyter-book build --all -W -n --keep-going
 
-.PHONY: setup book test smoke full html lab lock clean
+.PHONY: setup book test smoke full html lab lock bench clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,10 @@ html: setup
 ## make test: unit tests, a smoke run of every notebook, nbval, the strict book build
 test: setup
 	$(BIN)/python -m pytest
+
+## make bench: the benchmarks of bench/ (ratios against references measured in the same run); not part of make test
+bench: setup
+	$(BIN)/python bench/run_all.py
 
 ## make smoke: re-execute every notebook in the smoke profile in place (the outputs nbval checks)
 smoke: setup

@@ -65,9 +65,10 @@ def install(prefix: str | None = None) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bigmodel_utils.kernels", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["install", "list"])
+    parser.add_argument("--prefix", help="install under PREFIX/share/jupyter/kernels (default: this environment)")
     args = parser.parse_args(argv)
     if args.command == "install":
-        for p in install():
+        for p in install(args.prefix):
             print(f"installed kernel {Path(p).name} -> {p}")
     else:
         from jupyter_client.kernelspec import KernelSpecManager
