@@ -48,8 +48,11 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             chapters=_frozen(
                 {
                     "mnist_cnn": dict(
-                        n_train=10_000, n_val=1_000, epochs=1, batch_size=64, min_test_accuracy=0.90
+                        n_train=10_000, n_val=1_000, epochs=1, batch_size=64, min_test_accuracy=0.90,
+                        n_train_final=11_000,
                     ),
+                    "scaling_out": dict(n_train=2_048, epochs=1, global_batch=128, max_accuracy_gap=0.01),
+                    "performance": dict(),
                 }
             ),
         ),
@@ -59,8 +62,11 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
             chapters=_frozen(
                 {
                     "mnist_cnn": dict(
-                        n_train=None, n_val=5_000, epochs=5, batch_size=64, min_test_accuracy=0.99
+                        n_train=None, n_val=5_000, epochs=5, batch_size=64, min_test_accuracy=0.99,
+                        n_train_final=None,
                     ),
+                    "scaling_out": dict(n_train=60_000, epochs=1, global_batch=128, max_accuracy_gap=0.005),
+                    "performance": dict(),
                 }
             ),
         ),

@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import os
 import platform
+import signal
 import sys
 import tempfile
 import threading
@@ -254,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path, help="where executed notebooks go (default: by profile)")
     parser.add_argument("--no-progress", action="store_true", help="hide papermill's per-cell progress bar")
     args = parser.parse_args(argv)
+    # a terminated run (SIGTERM, e.g. a CI timeout) unwinds like Ctrl-C: temporary files are removed
+    # and the last good outputs stay untouched
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         profile = get_profile(args.profile).name
         kernel_name(args.kernel)

@@ -38,11 +38,13 @@ def progress_callback(mininterval: float = 2.0):
     return EpochProgress()
 
 
-def fit_classifier(model, train, val, *, epochs: int, batch_size: int, learning_rate: float = 1e-3, verbose: int = 0):
+def fit_classifier(model, train, val, *, epochs: int, batch_size: int, learning_rate: float = 1e-3, verbose: int = 0,
+                   progress: bool = True, callbacks=()):
     """Compile ``model`` with Adam and categorical cross-entropy, fit it, return the history.
 
     Progress shows as a tqdm bar per epoch plus a summary line (``verbose=0``, the
-    default); ``verbose=1`` gives Keras's own progress bar instead.
+    default); ``verbose=1`` gives Keras's own progress bar instead; ``progress=False``
+    trains silently (extra Keras ``callbacks`` still run).
     ``train`` and ``val`` are ``(x, y_one_hot)`` pairs; the validation set (or ``None``)
     only monitors training; never pass the test set. Returns a DataFrame with one
     row per epoch (loss, accuracy, val_loss, val_accuracy).
@@ -60,7 +62,7 @@ def fit_classifier(model, train, val, *, epochs: int, batch_size: int, learning_
         loss="categorical_crossentropy",
         metrics=["accuracy"],
     )
-    callbacks = [] if verbose else [progress_callback()]
+    callbacks = list(callbacks) + ([progress_callback()] if progress and not verbose else [])
     hist = model.fit(x, y, validation_data=(xv, yv) if val is not None else None, epochs=epochs, batch_size=batch_size,
                      verbose=verbose, callbacks=callbacks)
     df = pd.DataFrame(hist.history)

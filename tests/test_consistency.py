@@ -60,6 +60,7 @@ COVERED = {
     ".venv/bin/python -m bigmodel_utils.kernels list": "test_kernels.test_both_kernels_are_registered_in_this_environment",
     ".venv/bin/jupyter lab": "test_jupyterlab_is_installed",
     "make lab": "test_jupyterlab_is_installed",
+    "make bench": "test_bench.test_quick_benchmarks_run",
 }
 
 

@@ -93,3 +93,30 @@ def test_report_merges_and_keeps_last_good_entry(tmp_path, monkeypatch):
     page = tmp_path / "page.md"
     text = run.render_report_page(tmp_path, page)
     assert "| mnist_cnn | 3.0 | cpu |" in text and page.read_text() == text
+
+
+def test_interrupted_run_keeps_last_good_output(tmp_path, root):
+    """SIGTERM in the middle of a notebook: no half-written output, no temporary file left."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = make_nb(root / "notebooks" / "zz_interrupt_test.ipynb", SETUP, "import time\ntime.sleep(60)")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "zz_interrupt_test.ipynb").write_text("LAST GOOD OUTPUTS")
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "bigmodel_utils.run", "--output-dir", str(out), "--no-progress",
+                                 "zz_interrupt_test"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.time() + 60
+        while time.time() < deadline and not list(out.glob("*.running.ipynb")):
+            time.sleep(0.2)
+        time.sleep(3)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        src.unlink()
+    assert proc.returncode != 0
+    assert (out / "zz_interrupt_test.ipynb").read_text() == "LAST GOOD OUTPUTS"
+    assert not list(out.glob("*.running.ipynb"))
