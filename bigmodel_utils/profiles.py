@@ -51,7 +51,8 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
                         n_train=10_000, n_val=1_000, epochs=1, batch_size=64, min_test_accuracy=0.90,
                         n_train_final=11_000,
                     ),
-                    "scaling_out": dict(n_train=2_048, epochs=1, global_batch=128, max_accuracy_gap=0.01),
+                    "scaling_out": dict(n_train=2_048, epochs=1, global_batch=128, max_accuracy_gap=0.01,
+                                        max_relative_weight_distance=0.01),
                     "performance": dict(),
                 }
             ),
@@ -65,7 +66,8 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
                         n_train=None, n_val=5_000, epochs=5, batch_size=64, min_test_accuracy=0.99,
                         n_train_final=None,
                     ),
-                    "scaling_out": dict(n_train=60_000, epochs=1, global_batch=128, max_accuracy_gap=0.005),
+                    "scaling_out": dict(n_train=60_000, epochs=1, global_batch=128, max_accuracy_gap=0.005,
+                                        max_relative_weight_distance=0.1),
                     "performance": dict(),
                 }
             ),
