@@ -14,6 +14,7 @@ from pathlib import Path
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -49,8 +50,11 @@ def mnist_npz() -> Path:
 
 def run_tf(npz: Path, epochs: int) -> dict:
     py = ensure_tf_venv()
+    env = dict(os.environ, KERAS_BACKEND="tensorflow")  # this process runs Keras on torch; TF needs its own
     out = subprocess.run([str(py), str(ROOT / "bench" / "tf_article.py"), str(npz), str(epochs)],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"the TensorFlow contender failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -137,6 +141,14 @@ def main(argv=None) -> dict:
     fast = summary["fast"]["median_time_to_target"]
     if ref and fast:
         lines.append(ratio_line("fast path vs the article's TensorFlow recipe, time to 99 %", ref, fast, 3))
+    elif fast and runs["tensorflow"]:
+        # the article's recipe never reached the target: its whole training time is a lower bound
+        bound = min(r["checkpoints"][-1][1] for r in runs["tensorflow"])
+        best = max(a for r in runs["tensorflow"] for *_, a in r["checkpoints"])
+        summary["tensorflow"]["lower_bound_seconds"] = bound
+        lines.append(f"the article's TensorFlow recipe did not reach {TARGET:.0%} in {args.epochs} epochs (best {best:.4f}); "
+                     f"fast path vs its whole training time: > {bound / fast:.2f}x (goal >= 3x) -> "
+                     + ("goal met" if bound / fast >= 3 else f"at least {bound / fast:.2f}x, goal not shown"))
     k = summary["keras3"]["median_time_to_target"]
     if ref and k:
         lines.append(f"book's Keras 3 path vs TensorFlow: {ref / k:.2f}x")

@@ -54,6 +54,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
                     "scaling_out": dict(n_train=2_048, epochs=1, global_batch=128, max_accuracy_gap=0.01,
                                         max_relative_weight_distance=0.01),
                     "performance": dict(),
+                    "mathematics": dict(tolerance=1e-9, mc_samples=200_000),
                 }
             ),
         ),
@@ -69,6 +70,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
                     "scaling_out": dict(n_train=60_000, epochs=1, global_batch=128, max_accuracy_gap=0.005,
                                         max_relative_weight_distance=0.1),
                     "performance": dict(),
+                    "mathematics": dict(tolerance=1e-9, mc_samples=200_000),
                 }
             ),
         ),

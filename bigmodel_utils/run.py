@@ -142,6 +142,7 @@ def execute_one(src: Path, dest: Path, *, profile: str, kernel: str, seed: int, 
                     f"    last good output left untouched: {dest}\n    failed copy for inspection: {failed_copy}"
                 ) from None
         seconds = time.perf_counter() - start
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private; an executed notebook is an ordinary file
         os.replace(tmp, dest)
         kernel_info = json.loads(Path(info_path).read_text() or "{}")
         return {
