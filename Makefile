@@ -38,8 +38,11 @@ full: setup
 	$(BIN)/python -m bigmodel_utils.run --profile full --kernel $(KERNEL)
 
 html: setup
+	rm -rf _build/html
 	$(JB_BUILD) .
-	@echo "Book: $(CURDIR)/_build/html/index.html"
+	$(BIN)/python tools/linkcheck.py _build/html
+	$(BIN)/python tools/browser_check.py _build/html --screenshots _build/screenshots
+	@echo "Book: $(CURDIR)/_build/html/index.html (screenshots of every page in _build/screenshots)"
 
 ## make test: unit tests, a smoke run of every notebook, nbval, the strict book build
 test: setup

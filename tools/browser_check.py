@@ -1,0 +1,131 @@
+"""Open every page of the built book in headless Chromium and check it works offline.
+
+Usage: python tools/browser_check.py [HTML_DIR] [--screenshots DIR]
+
+The book is served on 127.0.0.1 and every page is loaded in Debian's Chromium (driven by
+Playwright, without downloading a browser). For each page it checks that MathJax typeset
+all math (no raw TeX left outside code), every image and diagram loaded, the console shows
+no errors, and no request left 127.0.0.1; it saves a full-page screenshot. Exit status 1
+when any page fails. `make book` runs it on _build/html; tests/test_browser.py runs it on
+a fresh build.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+# Visible text outside code blocks, and the number of typeset / untypeset math elements.
+PAGE_PROBE = """() => {
+  const clone = document.body.cloneNode(true);
+  clone.querySelectorAll('pre, code, .highlight, script, style, mjx-container, .MathJax').forEach(e => e.remove());
+  const imgs = [...document.images].map(i => ({src: i.currentSrc || i.src, ok: i.complete && i.naturalWidth > 0, alt: i.alt}));
+  return {text: clone.innerText, typeset: document.querySelectorAll('mjx-container').length,
+          mathSpans: document.querySelectorAll('.math').length, images: imgs};
+}"""
+RAW_TEX = ("\\(", "\\[", "$$", "\\begin{", "\\frac", "\\sum")
+
+
+@dataclass
+class PageResult:
+    page: str
+    problems: list = field(default_factory=list)
+    external_requests: list = field(default_factory=list)
+    typeset: int = 0
+    images: int = 0
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def serve(directory: Path):
+    """Serve ``directory`` on 127.0.0.1 on a free port; returns (server, base URL)."""
+    handler = functools.partial(_Quiet, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def check_book(html_dir: Path, screenshots: Path | None = None, pages: list[str] | None = None) -> list[PageResult]:
+    from playwright.sync_api import sync_playwright
+
+    html_dir = Path(html_dir)
+    pages = pages or sorted(str(p.relative_to(html_dir)) for p in html_dir.rglob("*.html") if "_static" not in p.parts)
+    if not pages:
+        raise FileNotFoundError(f"no HTML pages under {html_dir}; build the book first (make html)")
+    server, base = serve(html_dir)
+    results = []
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            for rel in pages:
+                res = PageResult(rel)
+                page = browser.new_page(viewport={"width": 1200, "height": 900})
+                page.on("request", lambda r, res=res: (urlparse(r.url).hostname not in ("127.0.0.1", None)
+                                                        and r.url.split(":")[0] in ("http", "https", "ws", "wss")
+                                                        and res.external_requests.append(r.url)))
+                page.on("console", lambda m, res=res: m.type == "error" and res.problems.append(f"console error: {m.text}"))
+                page.on("pageerror", lambda e, res=res: res.problems.append(f"page error: {e}"))
+                page.on("response", lambda r, res=res: r.status >= 400 and res.problems.append(f"HTTP {r.status}: {r.url}"))
+                page.goto(f"{base}/{rel}", wait_until="load")
+                for attempt in range(3):  # a page may redirect (index.html does); probe the page it lands on
+                    try:
+                        page.wait_for_load_state("networkidle")
+                        page.evaluate("() => (window.MathJax && MathJax.startup && MathJax.startup.promise) || null")
+                        probe = page.evaluate(PAGE_PROBE)
+                        break
+                    except Exception as err:  # noqa: BLE001 - playwright raises a generic Error on navigation
+                        if "context was destroyed" not in str(err) or attempt == 2:
+                            raise
+                        page.wait_for_timeout(500)
+                res.typeset, res.images = probe["typeset"], len(probe["images"])
+                raw = [t for t in RAW_TEX if t in probe["text"]]
+                if raw:
+                    res.problems.append(f"raw TeX left untypeset: {raw}")
+                if probe["mathSpans"] and not probe["typeset"]:
+                    res.problems.append(f"{probe['mathSpans']} math elements but nothing typeset (MathJax missing?)")
+                for img in probe["images"]:
+                    if not img["ok"]:
+                        res.problems.append(f"image did not load: {img['src']}")
+                if res.external_requests:
+                    res.problems.append(f"requests left 127.0.0.1: {sorted(set(res.external_requests))[:5]}")
+                if screenshots:
+                    out = Path(screenshots) / (rel.replace("/", "__").removesuffix(".html") + ".png")
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    page.screenshot(path=str(out), full_page=True)
+                page.close()
+                results.append(res)
+            browser.close()
+    finally:
+        server.shutdown()
+    return results
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("html_dir", nargs="?", default=str(ROOT / "_build" / "html"))
+    ap.add_argument("--screenshots", default=str(ROOT / "_build" / "screenshots"))
+    args = ap.parse_args(argv)
+    results = check_book(Path(args.html_dir), Path(args.screenshots))
+    bad = [r for r in results if r.problems]
+    for r in results:
+        status = "ok" if not r.problems else "FAIL"
+        print(f"{status:4s} {r.page}: {r.typeset} formulas typeset, {r.images} images" + "".join(f"\n     - {p}" for p in r.problems))
+    print(f"{len(results)} pages checked in Chromium, {len(bad)} with problems; screenshots in {args.screenshots}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
