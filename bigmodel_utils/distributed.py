@@ -92,11 +92,13 @@ def train(n_train: int = 60_000, epochs: int = 1, global_batch: int = 128, lr: f
 
 
 def launch(processes: int, threads_per_process: int, *, n_train: int, epochs: int = 1, global_batch: int = 128,
-           seed: int = 0, timeout: float = 1800) -> dict:
+           seed: int = 0, cpu_only: bool = True, timeout: float = 1800) -> dict:
     """Run :func:`train` in ``processes`` fresh processes (torchrun when more than one); return rank 0's result.
 
     Fresh processes keep the measurement honest: each run pays its own start-up,
-    and the notebook's own threads do not compete with it.
+    and the notebook's own threads do not compete with it. ``cpu_only`` (default)
+    hides GPUs, so runs of 1 and N processes are comparable on any machine, a
+    single-GPU one included (N processes cannot share one GPU with NCCL).
     """
     import subprocess
     import sys
@@ -115,6 +117,8 @@ def launch(processes: int, threads_per_process: int, *, n_train: int, epochs: in
         else:
             cmd = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc-per-node", str(processes), *args]
         env = dict(os.environ, OMP_NUM_THREADS=str(threads_per_process))
+        if cpu_only:
+            env["CUDA_VISIBLE_DEVICES"] = ""
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd[:4])} ... failed with exit status {proc.returncode}:\n{proc.stderr[-2000:]}")
