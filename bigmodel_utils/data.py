@@ -237,3 +237,66 @@ def render_digits(digits, font: str = "DejaVu Sans", thickness: int = 3) -> np.n
         left = min(max(left, 0), 28 - g.shape[1])
         out[i, top : top + g.shape[0], left : left + g.shape[1]] = np.clip(g, 0, 255).astype(np.uint8)
     return out
+
+
+# --- Fashion-MNIST (Debian package dataset-fashion-mnist) -------------------------------------
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_MNIST_MANIFEST = {
+    # SHA-256 of the gzipped IDX files (as published by Zalando Research and shipped by Debian)
+    "train-images-idx3-ubyte.gz": "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
+    "train-labels-idx1-ubyte.gz": "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
+    "t10k-images-idx3-ubyte.gz": "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
+    "t10k-labels-idx1-ubyte.gz": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+}
+FASHION_HOW_TO_FIX = (
+    "Remedy: install the Debian package (`sudo apt-get install dataset-fashion-mnist`, files land in "
+    "/usr/share/datasets/fashion-mnist), or download the four *-ubyte.gz files from "
+    "https://github.com/zalandoresearch/fashion-mnist (data/fashion) into a folder and pass it as "
+    "load_fashion_mnist(directory=...) or set FASHION_MNIST_DIR."
+)
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read a (gzipped) IDX file of unsigned bytes, the format of MNIST and Fashion-MNIST."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        raw = fh.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataIntegrityError(f"{path} is not an IDX file of unsigned bytes")
+    ndim = raw[3]
+    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    body = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise DataIntegrityError(f"{path}: header says {dims} but holds {body.size} bytes")
+    return body.reshape(dims).copy()
+
+
+def load_fashion_mnist(directory: str | os.PathLike | None = None):
+    """Return Fashion-MNIST as ``(x_train, y_train), (x_test, y_test)`` uint8 arrays, offline.
+
+    Same layout as :func:`load_mnist` (60,000 and 10,000 images, 28×28, labels 0..9; the
+    names are :data:`FASHION_MNIST_CLASSES`). Files are read from ``directory``, else
+    ``$FASHION_MNIST_DIR``, else the Debian package's folder, and checked against SHA-256.
+    """
+    d = Path(directory or os.environ.get("FASHION_MNIST_DIR") or FASHION_MNIST_DIR)
+    missing = [f for f in FASHION_MNIST_MANIFEST if not (d / f).is_file()]
+    if missing:
+        raise DataNotFoundError(f"no local copy of Fashion-MNIST in {d} (missing {', '.join(missing)}). "
+                                f"{FASHION_HOW_TO_FIX}")
+    out = []
+    for f, expected in FASHION_MNIST_MANIFEST.items():
+        got = sha256_file(d / f)
+        if got != expected:
+            raise DataIntegrityError(f"{d / f} is corrupt or not the expected file: SHA-256 {got}, "
+                                     f"expected {expected}. {FASHION_HOW_TO_FIX}")
+        out.append(read_idx(d / f))
+    x_train, y_train, x_test, y_test = out
+    for name, a, shape in (("x_train", x_train, (60_000, 28, 28)), ("y_train", y_train, (60_000,)),
+                           ("x_test", x_test, (10_000, 28, 28)), ("y_test", y_test, (10_000,))):
+        if a.shape != shape:
+            raise DataIntegrityError(f"Fashion-MNIST {name} has shape {a.shape}, expected {shape}")
+    return (x_train, y_train), (x_test, y_test)

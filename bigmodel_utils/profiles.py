@@ -55,6 +55,10 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
                                         max_relative_weight_distance=0.01),
                     "performance": dict(),
                     "mathematics": dict(tolerance=1e-9, mc_samples=200_000),
+                    "concepts": dict(n_trials=4, max_iter=60, min_accuracy=0.85),
+                    "app_images": dict(n_train=6_000, n_val=1_000, epochs=1, batch_size=64, min_test_accuracy=0.70,
+                                       mnist_epochs=1, mnist_n_train=11_000),
+                    "app_health": dict(n_bootstrap=200),
                 }
             ),
         ),
@@ -71,6 +75,10 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
                                         max_relative_weight_distance=0.1),
                     "performance": dict(),
                     "mathematics": dict(tolerance=1e-9, mc_samples=200_000),
+                    "concepts": dict(n_trials=40, max_iter=200, min_accuracy=0.93),
+                    "app_images": dict(n_train=None, n_val=5_000, epochs=2, batch_size=64, min_test_accuracy=0.87,
+                                       mnist_epochs=5, mnist_n_train=None),
+                    "app_health": dict(n_bootstrap=2_000),
                 }
             ),
         ),

@@ -144,3 +144,54 @@ def test_render_digits():
         render_digits([10])
     with pytest.raises(ValueError, match="odd"):
         render_digits([1], thickness=2)
+
+
+# --- Fashion-MNIST ---------------------------------------------------------------------------
+import gzip as _gzip
+import shutil as _shutil
+
+
+def test_load_fashion_mnist_shapes_and_balance():
+    if not data.FASHION_MNIST_DIR.is_dir():
+        pytest.skip("dataset-fashion-mnist is not installed")
+    (x, y), (xt, yt) = data.load_fashion_mnist()
+    assert x.shape == (60_000, 28, 28) and x.dtype == np.uint8 and xt.shape == (10_000, 28, 28)
+    assert np.bincount(y).tolist() == [6000] * 10 and np.bincount(yt).tolist() == [1000] * 10
+    assert len(data.FASHION_MNIST_CLASSES) == 10
+
+
+def test_load_fashion_mnist_missing_says_how_to_fix(tmp_path, monkeypatch):
+    monkeypatch.delenv("FASHION_MNIST_DIR", raising=False)
+    with pytest.raises(data.DataNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        data.load_fashion_mnist(tmp_path)
+
+
+def test_load_fashion_mnist_corrupt_file(tmp_path):
+    for f in data.FASHION_MNIST_MANIFEST:
+        (tmp_path / f).write_bytes(b"not the data")
+    with pytest.raises(data.DataIntegrityError, match="SHA-256"):
+        data.load_fashion_mnist(tmp_path)
+
+
+def test_load_fashion_mnist_env_directory(tmp_path, monkeypatch):
+    if not data.FASHION_MNIST_DIR.is_dir():
+        pytest.skip("dataset-fashion-mnist is not installed")
+    for f in data.FASHION_MNIST_MANIFEST:
+        _shutil.copy(data.FASHION_MNIST_DIR / f, tmp_path / f)
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(tmp_path))
+    (_, y), _ = data.load_fashion_mnist()
+    assert y.shape == (60_000,)
+
+
+def test_read_idx_roundtrip_and_errors(tmp_path):
+    a = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    header = bytes([0, 0, 8, 3]) + b"".join(int(d).to_bytes(4, "big") for d in a.shape)
+    with _gzip.open(tmp_path / "a.gz", "wb") as fh:
+        fh.write(header + a.tobytes())
+    assert np.array_equal(data.read_idx(tmp_path / "a.gz"), a)
+    (tmp_path / "b").write_bytes(header + a.tobytes()[:-1])
+    with pytest.raises(data.DataIntegrityError, match="header"):
+        data.read_idx(tmp_path / "b")
+    (tmp_path / "c").write_bytes(b"\x01\x02\x03\x04")
+    with pytest.raises(data.DataIntegrityError, match="not an IDX"):
+        data.read_idx(tmp_path / "c")
