@@ -4,6 +4,7 @@
 their outputs cell by cell.)
 """
 import json
+import re
 import subprocess
 import sys
 
@@ -57,7 +58,7 @@ def test_notebook_conventions(name, folder, root):
     assert "setup_notebook(profile, device, seed)" in first_code.source
     assert any(o.get("text", "").startswith("Environment:") for o in first_code.outputs), "environment report printed"
     assert any(c.cell_type == "code" and c.source.startswith("# Check") and "assert" in c.source for c in cells)
-    assert any(c.cell_type == "markdown" and c.source.startswith("## Summary") for c in cells)
+    assert any(c.cell_type == "markdown" and re.search(r"^## Summary", c.source, re.M) for c in cells), "a summary"
     assert nb.metadata["kernelspec"]["name"] == "bigmodel-cpu"
     for c in cells:
         if c.cell_type == "code":
