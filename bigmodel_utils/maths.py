@@ -44,6 +44,8 @@ def conv2d_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
 def softmax(z: np.ndarray) -> np.ndarray:
     """Numerically stable softmax over the last axis."""
     z = np.asarray(z, dtype=np.float64)
+    if z.ndim == 0:
+        raise ValueError("softmax needs at least one axis of logits")
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
 
@@ -90,6 +92,8 @@ def optimal_discriminator(p_data: np.ndarray, p_model: np.ndarray) -> np.ndarray
 def jensen_shannon(p: np.ndarray, q: np.ndarray, dx: float) -> float:
     """Jensen–Shannon divergence (natural log) of two densities sampled on a grid of spacing dx."""
     p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    if p.shape != q.shape or not dx > 0 or (p < 0).any() or (q < 0).any():
+        raise ValueError("need two non-negative densities on the same grid and a positive spacing dx")
     m = 0.5 * (p + q)
 
     def kl(a, b):
@@ -97,3 +101,56 @@ def jensen_shannon(p: np.ndarray, q: np.ndarray, dx: float) -> float:
         return float(np.sum(a[mask] * np.log(a[mask] / b[mask])) * dx)
 
     return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+
+
+def one_hot(labels, num_classes: int) -> np.ndarray:
+    """One-hot rows: row r has a 1 at column labels[r] (classes are numbered 0..num_classes-1)."""
+    labels = np.asarray(labels)
+    if num_classes < 1:
+        raise ValueError("num_classes must be positive")
+    if labels.dtype.kind not in "iu" or (labels < 0).any() or (labels >= num_classes).any():
+        raise ValueError(f"labels must be integers in 0..{num_classes - 1}; got {labels.tolist()}")
+    return np.eye(num_classes)[labels]
+
+
+def softmax_cross_entropy(z: np.ndarray, y_one_hot: np.ndarray) -> np.ndarray:
+    """Cross-entropy -sum_k y_k log softmax(z)_k per row, computed stably as logsumexp(z) - y·z."""
+    z, y = np.asarray(z, dtype=np.float64), np.asarray(y_one_hot, dtype=np.float64)
+    if z.shape != y.shape or z.ndim == 0:
+        raise ValueError(f"logits {z.shape} and one-hot labels {y.shape} must have the same, non-scalar shape")
+    m = z.max(axis=-1, keepdims=True)
+    log_sum_exp = (m + np.log(np.exp(z - m).sum(axis=-1, keepdims=True)))[..., 0]
+    return log_sum_exp * y.sum(axis=-1) - (y * z).sum(axis=-1)
+
+
+def numerical_gradient(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """Central-difference gradient of a scalar function f at x: (f(x + h e_i) - f(x - h e_i)) / 2h.
+
+    Its error is O(h^2) plus rounding of order eps/h, so h = 1e-6 gives about 1e-8 to 1e-10 in float64.
+    This is the independent check that hand-derived or automatic gradients are compared with.
+    """
+    if not h > 0:
+        raise ValueError("the step h must be positive")
+    x = np.array(x, dtype=np.float64)  # a copy: the caller's array is never modified
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + h
+        up = float(f(x))
+        x[i] = old - h
+        down = float(f(x))
+        x[i] = old
+        grad[i] = (up - down) / (2 * h)
+    return grad
+
+
+def side_lengths(n: int, windows) -> list[int]:
+    """Side length of the feature map after each layer of a stack of (kernel, stride) windows.
+
+    Convolutions without padding are (k, 1); k×k pooling is (k, k). Returns [n, after layer 1, ...].
+    """
+    sides = [n]
+    for window in windows:
+        kernel, stride = window
+        sides.append(conv_output_size(sides[-1], kernel, stride))
+    return sides

@@ -117,3 +117,72 @@ def bar_chart(labels, values, title: str, xlabel: str, ylabel: str, reference: f
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def line_chart(x, series: dict, title: str, xlabel: str, ylabel: str, logy: bool = False,
+                 reference: tuple[float, str] | None = None):
+    """Several curves over a shared x axis, told apart by colour, line style and marker (book style).
+
+    ``series`` maps a label to y values; ``reference`` is an optional ``(value, label)``
+    drawn as a dashed horizontal line (e.g. a trivial baseline).
+    """
+    import matplotlib.pyplot as plt
+
+    if not series:
+        raise ValueError("give at least one series")
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for k, (label, y) in enumerate(series.items()):
+        y = np.asarray(y, dtype=float)
+        if len(y) != len(x):
+            raise ValueError(f"series {label!r} has {len(y)} values for {len(x)} x positions")
+        ax.plot(x, y, color=OKABE_ITO[(k + 5) % len(OKABE_ITO)], linestyle=LINESTYLES[k % len(LINESTYLES)],
+                marker=MARKERS[k % len(MARKERS)], markevery=max(1, len(x) // 12), label=label)
+    if reference is not None:
+        ax.axhline(reference[0], color="black", linestyle=(0, (1, 3)), label=reference[1])
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def heatmap_panels(matrices: dict, title: str, xlabel, ylabel: str, annotate: bool = False,
+                   cmap: str = "cividis"):
+    """Matrices side by side, one panel each, titled by their dict keys, with a shared colour bar.
+
+    ``xlabel`` is one label for every panel or a list with one label per panel.
+
+    Uses a perceptually uniform, colour-blind-safe map (cividis by default) that also
+    reads in greyscale; ``annotate`` writes every value in its cell (small matrices).
+    """
+    import matplotlib.pyplot as plt
+
+    if not matrices:
+        raise ValueError("give at least one matrix")
+    arrays = {k: np.asarray(v, dtype=float) for k, v in matrices.items()}
+    if any(a.ndim != 2 for a in arrays.values()):
+        raise ValueError("every matrix must be two-dimensional")
+    xlabels = [xlabel] * len(arrays) if isinstance(xlabel, str) else list(xlabel)
+    if len(xlabels) != len(arrays):
+        raise ValueError(f"{len(xlabels)} x labels for {len(arrays)} matrices")
+    vmin = min(float(a.min()) for a in arrays.values())
+    vmax = max(float(a.max()) for a in arrays.values())
+    fig, axes = plt.subplots(1, len(arrays), figsize=(3.4 * len(arrays) + 0.8, 3.6), squeeze=False,
+                             layout="constrained")
+    for n, (ax, (name, a)) in enumerate(zip(axes[0], arrays.items())):
+        im = ax.imshow(a, cmap=cmap, vmin=vmin, vmax=vmax)
+        if annotate:
+            for (i, j), v in np.ndenumerate(a):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if v < (vmin + vmax) / 2 else "black")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel(xlabels[n])
+        if n == 0:  # the panels share their y axis meaning; one label avoids overlaps
+            ax.set_ylabel(ylabel)
+        ax.grid(False)
+    fig.colorbar(im, ax=list(axes[0]), shrink=0.8)
+    fig.suptitle(title)
+    return fig

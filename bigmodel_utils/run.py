@@ -242,9 +242,46 @@ def render_report_page(reports_dir: Path = REPORTS, page: Path = REPORT_PAGE) ->
                 f"| {e['versions']['torch']} | {e['versions']['keras']} | {e['finished'][:16].replace('T', ' ')} |"
             )
         lines.append("")
+    lines += cost_summary(reports_dir)
     text = "\n".join(lines)
     page.write_text(text)
     return text
+
+
+BUDGET_SECONDS = {"full": 240.0, "smoke": 30.0}
+
+
+def cost_summary(reports_dir: Path = REPORTS) -> list[str]:
+    """Markdown lines: each chapter's cost per profile, the GPU speedup where a GPU run exists, and
+    the chapters over the time budgets (4 min full, 30 s smoke; the budgets count compute, these
+    times also include kernel start-up, so a chapter near the line is worth a second look)."""
+    runs = {}
+    for f in sorted(reports_dir.glob("*.json")):
+        r = json.loads(f.read_text())
+        gpu = "gpu" in r["kernel"]
+        runs[(r["profile"], gpu)] = {n: e["seconds"] for n, e in r["notebooks"].items() if e.get("status") == "ok"}
+    if not runs:
+        return []
+    names = [n for n in book_order() if any(n in v for v in runs.values())]
+    lines = ["## Cost per chapter and GPU speedup", "",
+             "Seconds per chapter from the reports above; the speedup is the CPU time divided by the GPU "
+             "time of the same chapter in the `full` profile. A chapter over its budget "
+             f"({BUDGET_SECONDS['full']:.0f} s full, {BUDGET_SECONDS['smoke']:.0f} s smoke, kernel start "
+             "included) is marked **over**.", "",
+             "| chapter | full, CPU (s) | smoke, CPU (s) | full, GPU (s) | GPU speedup |", "|---|---:|---:|---:|---:|"]
+
+    def cell(profile, gpu, name):
+        t = runs.get((profile, gpu), {}).get(name)
+        if t is None:
+            return "–"
+        over = not gpu and t > BUDGET_SECONDS[profile]
+        return f"{t:.1f}" + (" **over**" if over else "")
+
+    for n in names:
+        cpu, gpu = runs.get(("full", False), {}).get(n), runs.get(("full", True), {}).get(n)
+        speed = f"{cpu / gpu:.1f}x" if cpu and gpu else "–"
+        lines.append(f"| {n} | {cell('full', False, n)} | {cell('smoke', False, n)} | {cell('full', True, n)} | {speed} |")
+    return lines + [""]
 
 
 def main(argv: list[str] | None = None) -> int:

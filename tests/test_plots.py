@@ -60,3 +60,30 @@ def test_bar_chart():
     assert ax.patches[0].get_hatch() == "//"
     with pytest.raises(ValueError, match="labels"):
         plots.bar_chart([0], [1, 2], "t", "x", "y")
+
+
+def test_line_chart():
+    fig = plots.line_chart([1, 2, 3], {"a": [1, 2, 3], "b": [3, 2, 1]}, "title", "x", "y", logy=True,
+                           reference=(1.5, "ref"))
+    ax = fig.axes[0]
+    assert ax.get_title() == "title" and ax.get_yscale() == "log" and len(ax.get_lines()) == 3
+    assert ax.get_lines()[0].get_linestyle() != ax.get_lines()[1].get_linestyle()
+    with pytest.raises(ValueError, match="at least one"):
+        plots.line_chart([1], {}, "t", "x", "y")
+    with pytest.raises(ValueError, match="values"):
+        plots.line_chart([1, 2], {"a": [1]}, "t", "x", "y")
+
+
+def test_heatmap_panels():
+    fig = plots.heatmap_panels({"a": np.eye(3), "b": np.ones((3, 3))}, "title", "key", "query", annotate=True)
+    assert fig._suptitle.get_text() == "title" and len(fig.axes) == 3  # two panels and the colour bar
+    assert fig.axes[0].get_title() == "a" and fig.axes[1].get_xlabel() == "key"
+    assert fig.axes[0].get_ylabel() == "query" and fig.axes[1].get_ylabel() == ""
+    with pytest.raises(ValueError, match="at least one"):
+        plots.heatmap_panels({}, "t", "x", "y")
+    with pytest.raises(ValueError, match="two-dimensional"):
+        plots.heatmap_panels({"a": np.ones(3)}, "t", "x", "y")
+    fig = plots.heatmap_panels({"a": np.eye(2), "b": np.eye(2)}, "t", ["x1", "x2"], "y")
+    assert [ax.get_xlabel() for ax in fig.axes[:2]] == ["x1", "x2"]
+    with pytest.raises(ValueError, match="x labels"):
+        plots.heatmap_panels({"a": np.eye(2)}, "t", ["x1", "x2"], "y")

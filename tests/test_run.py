@@ -120,3 +120,17 @@ def test_interrupted_run_keeps_last_good_output(tmp_path, root):
     assert proc.returncode != 0
     assert (out / "zz_interrupt_test.ipynb").read_text() == "LAST GOOD OUTPUTS"
     assert not list(out.glob("*.running.ipynb"))
+
+
+def test_cost_summary_gives_gpu_speedup_and_flags_budget_overruns(tmp_path):
+    def write(name, profile, kernel, seconds):
+        (tmp_path / name).write_text(json.dumps({"profile": profile, "kernel": kernel, "notebooks": {
+            n: {"status": "ok", "seconds": s} for n, s in seconds.items()}}))
+
+    write("full-cpu.json", "full", "bigmodel-cpu", {"mnist_cnn": 250.0, "mathematics": 20.0})
+    write("full-gpu.json", "full", "bigmodel-gpu", {"mnist_cnn": 100.0})
+    write("smoke-cpu.json", "smoke", "bigmodel-cpu", {"mnist_cnn": 12.0, "mathematics": 31.0})
+    lines = run.cost_summary(tmp_path)
+    assert "| mnist_cnn | 250.0 **over** | 12.0 | 100.0 | 2.5x |" in lines
+    assert "| mathematics | 20.0 | 31.0 **over** | – | – |" in lines
+    assert run.cost_summary(tmp_path / "empty") == []
