@@ -114,7 +114,7 @@ PROFILES: Mapping[str, Profile] = MappingProxyType(
                     "mathematics": dict(tolerance=1e-9, mc_samples=200_000),
                     "concepts": dict(n_trials=40, max_iter=200, min_accuracy=0.93),
                     "app_images": dict(n_train=None, n_val=5_000, epochs=2, batch_size=64, min_test_accuracy=0.87,
-                                       mnist_epochs=5, mnist_n_train=None),
+                                       mnist_epochs=2, mnist_n_train=55_000),
                     "app_health": dict(n_bootstrap=2_000),
                     "app_speech": dict(accents=("en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan",
                                                 "en-gb-x-gbcwmd", "en-029"),

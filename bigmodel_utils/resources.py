@@ -28,10 +28,13 @@ class Tool:
 
 TOOLS: tuple[Tool, ...] = (
     Tool("PyTorch", "torch", "tensors, autograd, the hand-written models and training loops", "every chapter"),
-    Tool("Keras 3", "keras", "the article's CNN, on the PyTorch backend", "CNN, MNIST case study, applications"),
+    Tool("Keras 3", "keras", "the article's CNN, on the PyTorch backend", "CNN, mathematics, MNIST case study, image recognition"),
     Tool("NumPy", "numpy", "arrays, reference implementations of formulas", "every chapter"),
-    Tool("scikit-learn", "scikit-learn", "classical models, metrics, search", "concepts, healthcare, fairness"),
+    Tool("scikit-learn", "scikit-learn", "classical models, metrics, search", "concepts, healthcare, fairness, language, speech, recommendation"),
+    Tool("pandas", "pandas", "tables of results", "every chapter"),
+    Tool("SciPy", "scipy", "optimisation, statistics, special functions", "mathematics, VAE, scaling laws, privacy, speech"),
     Tool("SymPy", "sympy", "symbolic derivatives in the mathematics chapter", "mathematics"),
+    Tool("statsmodels", "statsmodels", "Holt–Winters and seasonal ARIMA forecasts", "forecasting"),
     Tool("Optuna", "optuna", "hyperparameter search on a validation split", "concepts"),
     Tool("ONNX Runtime", "onnxruntime", "fast inference of an exported model", "performance, efficiency"),
     Tool("Captum", "captum", "saliency and integrated gradients", "interpretability"),
@@ -43,6 +46,7 @@ TOOLS: tuple[Tool, ...] = (
     Tool("papermill", "papermill", "executing notebooks with parameters (the runner)", "bigmodel_utils.run"),
     Tool("nbval", "nbval", "re-running notebooks in the tests, cell by cell", "tests"),
     Tool("Jupyter Book", "jupyter-book", "this book's HTML (version 1)", "make book"),
+    Tool("sphinxcontrib-bibtex", "sphinxcontrib-bibtex", "the bibliography and its citations", "make book"),
 )
 
 

@@ -255,11 +255,13 @@ def cost_summary(reports_dir: Path = REPORTS) -> list[str]:
     """Markdown lines: each chapter's cost per profile, the GPU speedup where a GPU run exists, and
     the chapters over the time budgets (4 min full, 30 s smoke; the budgets count compute, these
     times also include kernel start-up, so a chapter near the line is worth a second look)."""
-    runs = {}
+    runs, setups = {}, {}
     for f in sorted(reports_dir.glob("*.json")):
         r = json.loads(f.read_text())
         gpu = "gpu" in r["kernel"]
         runs[(r["profile"], gpu)] = {n: e["seconds"] for n, e in r["notebooks"].items() if e.get("status") == "ok"}
+        if r["profile"] == "full":
+            setups[gpu] = (r.get("machine", "unknown machine"), r.get("runner_versions", {}).get("torch", "unknown"))
     if not runs:
         return []
     names = [n for n in book_order() if any(n in v for v in runs.values())]
@@ -281,6 +283,11 @@ def cost_summary(reports_dir: Path = REPORTS) -> list[str]:
         cpu, gpu = runs.get(("full", False), {}).get(n), runs.get(("full", True), {}).get(n)
         speed = f"{cpu / gpu:.1f}x" if cpu and gpu else "–"
         lines.append(f"| {n} | {cell('full', False, n)} | {cell('smoke', False, n)} | {cell('full', True, n)} | {speed} |")
+    if False in setups and True in setups:
+        (cpu_machine, cpu_torch), (gpu_machine, gpu_torch) = setups[False], setups[True]
+        lines += ["", f"The CPU times come from {cpu_machine} with torch {cpu_torch}, the GPU times from {gpu_machine} "
+                      f"with torch {gpu_torch}: a speedup compares whole setups (processor, GPU and library "
+                      "versions), not the GPU alone."]
     return lines + [""]
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from tqdm import tqdm
 
 N_PIXELS = 28 * 28
 OBJECTIVES = ("elbo", "article_mse")
@@ -207,7 +209,8 @@ class TrainResult:
 def train_vae(model: VAE, x_train, x_val, *, epochs: int, batch_size: int = 128, lr: float = 1e-3,
               kind: str = "elbo", seed: int = 0, verbose: bool = True) -> TrainResult:
     """Adam on ``kind`` (see :func:`objective`); after each epoch the validation ELBO (always the
-    true Bernoulli ELBO, whatever the training loss) is recorded and, if ``verbose``, printed."""
+    true Bernoulli ELBO, whatever the training loss) is recorded and, if ``verbose``, printed;
+    ``verbose`` also shows a tqdm bar over the batches on stderr."""
     if kind not in OBJECTIVES:
         raise ValueError(f"unknown objective {kind!r}; choose one of {OBJECTIVES}")
     if epochs < 1 or batch_size < 1:
@@ -224,7 +227,9 @@ def train_vae(model: VAE, x_train, x_val, *, epochs: int, batch_size: int = 128,
         model.train()
         order = torch.randperm(len(xt), generator=g).to(device)
         total, n = 0.0, 0
-        for i in range(0, len(xt), batch_size):
+        batches = range(0, len(xt), batch_size)
+        for i in tqdm(batches, desc=f"{kind} epoch {epoch}/{epochs}", unit="batch", file=sys.stderr,
+                      mininterval=2.0, disable=not verbose, leave=False):
             xb = xt[order[i:i + batch_size]]
             loss = objective(model, xb, kind, generator=gd)
             opt.zero_grad(set_to_none=True)

@@ -41,3 +41,23 @@ def test_execution_report_lists_every_chapter(built, root):
     text = (root / "book" / "execution_report.md").read_text()
     for name in book_order():
         assert re.search(rf"\| {name} \| [\d.]+ \| cpu", text), name
+
+
+@pytest.mark.book
+def test_lifecycle_diagram_is_an_inline_graphviz_image(built):
+    """The concepts chapter's lifecycle diagrams are rendered by Graphviz at build time (SVG or PNG
+    files in the book, no JavaScript renderer such as Mermaid that fails offline from file://)."""
+    html = (built / "book/chapters/concepts.html").read_text()
+    assert "mermaid" not in html.lower()
+    images = re.findall(r'<(?:img|object)[^>]+(?:src|data)="([^"]*graphviz-[^"]+\.(?:svg|png))"', html)
+    assert len(images) >= 2, images
+    for src in images:
+        assert (built / "book/chapters" / src).resolve().is_file(), src
+
+
+@pytest.mark.book
+def test_glossary_and_faq_link_to_the_chapters(built):
+    for page in ["book/glossary", "book/faq"]:
+        html = (built / f"{page}.html").read_text()
+        links = set(re.findall(r'href="(chapters/[a-z_]+)\.html', html))
+        assert len(links) >= 8, (page, links)

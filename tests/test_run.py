@@ -133,4 +133,5 @@ def test_cost_summary_gives_gpu_speedup_and_flags_budget_overruns(tmp_path):
     lines = run.cost_summary(tmp_path)
     assert "| mnist_cnn | 250.0 **over** | 12.0 | 100.0 | 2.5x |" in lines
     assert "| mathematics | 20.0 | 31.0 **over** | – | – |" in lines
+    assert any("torch unknown" in line and "not the GPU alone" in line for line in lines)
     assert run.cost_summary(tmp_path / "empty") == []
