@@ -49,6 +49,15 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def do_GET(self):
+        # Chromium asks every origin for /favicon.ico; the redirect page index.html declares no icon,
+        # so without this the browser logs a 404 that says nothing about the book.
+        if self.path == "/favicon.ico":
+            self.send_response(204)
+            self.end_headers()
+            return
+        super().do_GET()
+
 
 def serve(directory: Path):
     """Serve ``directory`` on 127.0.0.1 on a free port; returns (server, base URL)."""
