@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .plots import bare_axes
+
 
 def conv_params(kernel: int, c_in: int, c_out: int) -> int:
     """Parameters of a ``kernel``×``kernel`` convolution: ``(k²·c_in + 1)·c_out`` (one bias per filter)."""
@@ -261,10 +263,7 @@ def feature_maps_figure(image: np.ndarray, maps: dict, title: str, per_layer: in
             if c < m.shape[2]:
                 ax.imshow(m[:, :, c], cmap="cividis")
                 ax.set_title(f"{name} ch {c}\n{m.shape[0]}×{m.shape[1]}", fontsize=7)
-        for ax in row:
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.grid(False)
+        bare_axes(row)
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -17,6 +17,7 @@ Measuring honestly:
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import os
@@ -32,6 +33,7 @@ import torch
 from torch import nn
 
 from .fastpath import ArticleCNN, accuracy, to_tensor, train_fast
+from .sequences import torch_threads
 
 
 def _check_n_train(n_train: int | None) -> int:
@@ -287,19 +289,13 @@ def median_latency_ms(fn: Callable, x: torch.Tensor, *, repeats: int = 200, warm
         raise ValueError("repeats must be ≥ 1 and warmup ≥ 0")
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be ≥ 1 or None, got {threads}")
-    before = torch.get_num_threads()
     times = []
-    try:
-        if threads is not None:
-            torch.set_num_threads(threads)
-        with torch.inference_mode():
-            for i in range(warmup + repeats):
-                t0 = time.perf_counter()
-                fn(x)
-                if i >= warmup:
-                    times.append(time.perf_counter() - t0)
-    finally:
-        torch.set_num_threads(before)
+    with torch_threads(threads) if threads is not None else contextlib.nullcontext(), torch.inference_mode():
+        for i in range(warmup + repeats):
+            t0 = time.perf_counter()
+            fn(x)
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
     return 1e3 * statistics.median(times)
 
 

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .plots import bare_axes
+
 
 def _captum_attr():
     """``captum.attr``, imported without tqdm's notebook-widget warning (it is not about this code)."""
@@ -237,10 +239,7 @@ def attribution_grid(images, rows: dict, titles, title: str):
             else:
                 axes[i, j].imshow(m, cmap="gray_r")
         axes[i, 0].set_ylabel(label, fontsize=8)
-    for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.grid(False)
+    bare_axes(axes.ravel())
     axes[0, 0].set_ylabel("input", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()

@@ -14,12 +14,12 @@ probabilities.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from .models import load_checkpoint, save_checkpoint
 from .sequences import torch_threads
 
 LOSSES = ("non_saturating", "saturating")
@@ -342,25 +342,15 @@ def sample_quality(probs) -> dict:
 # --------------------------------------------------------------------------- step 5: deploy
 def save_generator(generator, path) -> Path:
     """Save a generator from :func:`build_generator`: its weights and the settings to rebuild it (JSON beside it)."""
-    import torch
-
-    path = Path(path)
     if getattr(generator, "config", {}).get("kind") != "generator":
         raise ValueError("only generators built by build_generator can be saved this way")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": dict(generator.config), "state": generator.state_dict()}, path)
-    path.with_suffix(".json").write_text(json.dumps(generator.config, indent=1))
-    return path
+    return save_checkpoint(path, describe=generator.config, config=dict(generator.config),
+                           state=generator.state_dict())
 
 
 def load_generator(path):
     """Rebuild a generator saved by :func:`save_generator` (weights only, no pickled code), in eval mode."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; save a generator first with save_generator")
-    saved = torch.load(path, weights_only=True)
+    saved = load_checkpoint(path, "save a generator first with save_generator")
     cfg = saved["config"]
     generator = build_generator(cfg["latent_dim"], cfg["width"])
     generator.load_state_dict(saved["state"])

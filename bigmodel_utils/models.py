@@ -149,3 +149,39 @@ def trained_article_cnn(*, epochs: int, n_train: int | None = None, seed: int = 
             tmp.replace(path)
     bar.close()
     return model
+
+
+def save_checkpoint(path, *, describe: dict | None = None, **blob):
+    """Write a PyTorch checkpoint of plain data (tensors, numbers, strings, lists, dicts) to ``path``.
+
+    The book's PyTorch models are saved as their constructor settings plus weights, never as
+    pickled objects, so that :func:`load_checkpoint` can read them with ``weights_only=True``.
+    ``describe`` (e.g. the settings) is also written beside it as readable JSON (same name,
+    ``.json``). Creates the parent folder; returns the path.
+    """
+    import json
+    from pathlib import Path
+
+    import torch
+
+    if not blob:
+        raise ValueError("save_checkpoint needs something to save")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(blob, path)
+    if describe is not None:
+        path.with_suffix(".json").write_text(json.dumps(describe, indent=1))
+    return path
+
+
+def load_checkpoint(path, remedy: str = "save a model first") -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint` onto the CPU, refusing pickled code
+    (``weights_only=True``). A missing file raises FileNotFoundError that ends with ``remedy``."""
+    from pathlib import Path
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; {remedy}")
+    return torch.load(path, map_location="cpu", weights_only=True)

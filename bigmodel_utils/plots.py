@@ -78,6 +78,16 @@ def confusion_matrix_figure(cm: np.ndarray, title: str = "Confusion matrix (test
     return fig
 
 
+
+def bare_axes(axes) -> None:
+    """Remove ticks and grid from image panels (an iterable of matplotlib Axes): pixels need no scale,
+    and the book style's grid would draw over them. Keeps axis labels, unlike ``ax.axis("off")``."""
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+
+
 def image_gallery(images, captions, title: str, ncols: int = 8):
     """A grid of greyscale images, each with a short caption underneath."""
     import matplotlib.pyplot as plt

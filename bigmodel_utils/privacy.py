@@ -12,11 +12,14 @@ Gaussian noise, with a moments/Rényi accountant).
 """
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from .sequences import torch_threads
 
 ACCOUNTANT = "rdp"
 
@@ -175,14 +178,9 @@ def train(x_train, y_train, x_test, y_test, *, epsilon: float | None, delta: flo
     if epochs < 1 or batch_size < 1:
         raise ValueError("epochs and batch_size must be at least 1")
     xt, yt = _tensors(x_train, y_train)
-    old_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads) if threads else contextlib.nullcontext():
         return _train(xt, yt, x_train, y_train, x_test, y_test, epsilon, delta, epochs, batch_size, learning_rate,
                       momentum, max_grad_norm, seed, n_probe, log)
-    finally:
-        torch.set_num_threads(old_threads)
 
 
 def _train(xt, yt, x_train, y_train, x_test, y_test, epsilon, delta, epochs, batch_size, learning_rate, momentum,

@@ -9,11 +9,12 @@ definitions and results, not training loops.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from .models import load_checkpoint, save_checkpoint
 
 CELLS = ("rnn", "lstm", "gru")
 THREADS = 1  # torch threads used by this module's loops (see :func:`torch_threads`)
@@ -358,24 +359,14 @@ def mnist_rows(images: np.ndarray) -> np.ndarray:
 
 def save_model(model, path) -> Path:
     """Save a model built by :func:`build_recurrent`: weights and the settings needed to rebuild it."""
-    import torch
-
-    path = Path(path)
     if not hasattr(model, "config"):
         raise ValueError("only models built by build_recurrent can be saved this way")
-    torch.save({"config": dict(model.config), "state": model.state_dict()}, path)
-    path.with_suffix(".json").write_text(json.dumps(model.config, indent=1))
-    return path
+    return save_checkpoint(path, describe=model.config, config=dict(model.config), state=model.state_dict())
 
 
 def load_model(path):
     """Rebuild a model saved by :func:`save_model` (weights only; no pickled code is loaded)."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
-    saved = torch.load(path, weights_only=True)
+    saved = load_checkpoint(path, "save a model first with sequences.save_model")
     cfg = dict(saved["config"])
     fb = cfg.pop("forget_bias", None)
     model = build_recurrent(cfg["cell"], cfg["input_size"], cfg["hidden_size"], cfg["output_size"])

@@ -23,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .models import load_checkpoint, save_checkpoint
+from .sequences import torch_threads
+
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # Accents are voice *files* (``en`` is British English). Language codes such as ``en-gb`` also
 # select a voice but silently ignore a ``+variant``, and ``en-us-nyc`` sounds like ``en-us``
@@ -277,26 +280,6 @@ def _check_xy(features, labels=None):
     return x, y
 
 
-class _torch_threads:
-    """Run a block with a fixed torch thread count (restored afterwards). This model's convolutions
-    are tiny: on a busy 2-core machine one thread was ~20x faster than two (measured 88 ms vs 1.9 s per
-    step), and a fixed count makes the results independent of the machine's core count."""
-
-    def __init__(self, n: int):
-        self.n = n
-
-    def __enter__(self):
-        import torch
-
-        self.old = torch.get_num_threads()
-        torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        import torch
-
-        torch.set_num_threads(self.old)
-
-
 def train_model(model, features, labels, *, epochs: int = 10, batch_size: int = 64, learning_rate: float = 3e-3,
                 seed: int = 0, log=print, threads: int = 1) -> list[dict]:
     """Fit with Adam and cross-entropy; sets the model's normalisation from ``features`` first.
@@ -304,7 +287,7 @@ def train_model(model, features, labels, *, epochs: int = 10, batch_size: int = 
     x, y = _check_xy(features, labels)
     if epochs < 1 or batch_size < 1:
         raise ValueError("epochs and batch_size must be positive")
-    with _torch_threads(threads):
+    with torch_threads(threads):
         return _train(model, x, y, epochs, batch_size, learning_rate, seed, log)
 
 
@@ -350,31 +333,21 @@ def predict_proba(model, features, batch_size: int = 512) -> np.ndarray:
     if x.shape[1] != n_mfcc:
         raise ValueError(f"model expects {n_mfcc} MFCCs per frame, features have {x.shape[1]}")
     model.eval()
-    with torch.no_grad(), _torch_threads(1):
+    with torch.no_grad(), torch_threads(1):
         out = [torch.softmax(model(torch.from_numpy(x[i:i + batch_size])), 1) for i in range(0, len(x), batch_size)]
     return torch.cat(out).numpy()
 
 
 def save_model(model, path, *, feature_args: dict | None = None) -> Path:
     """Save weights, normalisation, architecture and feature settings to one file."""
-    import torch
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(dict(state_dict=model.state_dict(), config=dict(model.config),
-                    feature_args=dict(feature_args or {}), words=list(DIGIT_WORDS)), path)
-    return path
+    return save_checkpoint(path, state_dict=model.state_dict(), config=dict(model.config),
+                           feature_args=dict(feature_args or {}), words=list(DIGIT_WORDS))
 
 
 def load_model(path):
     """Rebuild the model saved by :func:`save_model` (weights only; no code is unpickled).
     Returns (model, feature_args)."""
-    import torch
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no saved speech model at {path}; create one with save_model()")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = load_checkpoint(path, "create one with speech.save_model()")
     model = build_model(**blob["config"])
     model.load_state_dict(blob["state_dict"])
     model.eval()

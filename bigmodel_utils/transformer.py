@@ -16,13 +16,14 @@ derivative works provided the PSF copyright notice is kept (see
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .models import load_checkpoint, save_checkpoint
 
 TEXT_SOURCE = {
     "name": "Python 3.11.7 reference documentation (help topics)",
@@ -531,26 +532,17 @@ def generate(model, vocab: CharVocab, prompt: str, n_chars: int, temperature: fl
 
 def save_model(model, vocab: CharVocab, path) -> Path:
     """Save weights, the settings needed to rebuild the model, and the vocabulary (no pickled code)."""
-    import torch
-
-    path = Path(path)
     if not hasattr(model, "config"):
         raise ValueError("only models built by build_char_transformer can be saved this way")
     if len(vocab) != model.config["vocab_size"]:
         raise ValueError("the vocabulary does not match the model")
-    torch.save({"config": dict(model.config), "chars": list(vocab.chars), "state": model.state_dict()}, path)
-    path.with_suffix(".json").write_text(json.dumps(model.config, indent=1))
-    return path
+    return save_checkpoint(path, describe=model.config, config=dict(model.config), chars=list(vocab.chars),
+                           state=model.state_dict())
 
 
 def load_model(path):
     """Rebuild a model saved by :func:`save_model`; returns ``(model, vocab)``, the model in eval mode."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
-    saved = torch.load(path, weights_only=True)
+    saved = load_checkpoint(path, "save a model first with transformer.save_model")
     model = build_char_transformer(**saved["config"])
     model.load_state_dict(saved["state"])
     model.eval()

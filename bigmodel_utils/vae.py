@@ -30,6 +30,9 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from .models import load_checkpoint, save_checkpoint
+from .plots import bare_axes
+
 N_PIXELS = 28 * 28
 OBJECTIVES = ("elbo", "article_mse")
 
@@ -425,18 +428,12 @@ def sample_quality(clf: DigitClassifier, probabilities: np.ndarray, seed: int = 
 # ---------------------------------------------------------------- deployment
 def save_vae(model: VAE, path: str | os.PathLike) -> Path:
     """Save configuration and weights in one file (torch.save of plain tensors and ints)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": model.config(), "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}, path)
-    return path
+    return save_checkpoint(path, config=model.config(), state_dict={k: v.cpu() for k, v in model.state_dict().items()})
 
 
 def load_vae(path: str | os.PathLike) -> VAE:
     """Rebuild a :class:`VAE` saved by :func:`save_vae` (weights only; no pickled code is executed)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; save a model first with vae.save_vae(model, path)")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = load_checkpoint(path, "save a model first with vae.save_vae(model, path)")
     model = VAE(**blob["config"])
     model.load_state_dict(blob["state_dict"])
     return model.eval()
@@ -487,9 +484,7 @@ def picture_panels(pictures: dict, title: str, width: float = 4.2):
     for ax, (name, pic) in zip(axes[0], pictures.items()):
         ax.imshow(pic, cmap="gray_r", vmin=0, vmax=1)
         ax.set_title(name, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.grid(False)
+    bare_axes(axes[0])
     fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -73,3 +73,26 @@ def test_trained_article_cnn_is_cached_and_identical(tmp_path, monkeypatch):
         trained_article_cnn(epochs=0)
     with pytest.raises(ValueError):
         trained_article_cnn(epochs=1, n_train=70_000)
+
+
+def test_checkpoint_round_trip_and_errors(tmp_path):
+    import json
+
+    import torch
+
+    from bigmodel_utils.models import load_checkpoint, save_checkpoint
+
+    path = save_checkpoint(tmp_path / "sub" / "m.pt", describe={"width": 3}, config={"width": 3},
+                           state={"w": torch.ones(2)})
+    assert json.loads(path.with_suffix(".json").read_text()) == {"width": 3}
+    back = load_checkpoint(path)
+    assert back["config"] == {"width": 3} and torch.equal(back["state"]["w"], torch.ones(2))
+    with pytest.raises(ValueError, match="something to save"):
+        save_checkpoint(tmp_path / "empty.pt")
+    with pytest.raises(FileNotFoundError, match="run the chapter"):
+        load_checkpoint(tmp_path / "missing.pt", "run the chapter")
+    from fractions import Fraction
+
+    torch.save({"obj": Fraction(1, 3)}, tmp_path / "pickled.pt")
+    with pytest.raises(Exception):
+        load_checkpoint(tmp_path / "pickled.pt")  # weights_only refuses arbitrary pickled objects

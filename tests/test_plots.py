@@ -87,3 +87,16 @@ def test_heatmap_panels():
     assert [ax.get_xlabel() for ax in fig.axes[:2]] == ["x1", "x2"]
     with pytest.raises(ValueError, match="x labels"):
         plots.heatmap_panels({"a": np.eye(2)}, "t", ["x1", "x2"], "y")
+
+
+def test_bare_axes_removes_ticks_and_grid():
+    import matplotlib.pyplot as plt
+
+    from bigmodel_utils.plots import bare_axes
+
+    fig, axes = plt.subplots(1, 2)
+    axes[0].grid(True)
+    bare_axes(axes)
+    assert all(len(ax.get_xticks()) == 0 and len(ax.get_yticks()) == 0 for ax in axes)
+    assert not any(line.get_visible() for line in axes[0].get_xgridlines())
+    plt.close(fig)
