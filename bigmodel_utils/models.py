@@ -114,13 +114,14 @@ def trained_article_cnn(*, epochs: int, n_train: int | None = None, seed: int = 
     a freshly trained one are the same (bit-identical on one machine and thread
     count). Progress is one bar over the epochs on stderr, drawn the same way whether
     the model is trained or loaded, so executed notebooks do not depend on the cache.
+    A damaged cache file (checked by its SHA-256 sidecar) is reported on stderr and retrained.
     """
     import sys
 
     import keras
     from tqdm import tqdm
 
-    from .data import load_mnist, one_hot, prepare_images
+    from .data import load_cached, load_mnist, one_hot, prepare_images, save_cached
     from .devices import seed_everything
     from .training import fit_classifier
 
@@ -132,8 +133,10 @@ def trained_article_cnn(*, epochs: int, n_train: int | None = None, seed: int = 
     path = cache_dir() / f"article_cnn_e{epochs}_n{n}_s{seed}.keras"
     bar = tqdm(total=epochs, desc=f"article CNN, {epochs} epoch(s) on {n:,} images", unit="epoch",
                file=sys.stderr, disable=not progress)
-    if use_cache and path.is_file():
-        model = keras.models.load_model(path)
+    model = None
+    if use_cache:
+        model = load_cached(path, keras.models.load_model, warn=lambda m: tqdm.write(m, file=sys.stderr))
+    if model is not None:
         bar.update(epochs)
     else:
         (x, y), _ = load_mnist()
@@ -143,40 +146,72 @@ def trained_article_cnn(*, epochs: int, n_train: int | None = None, seed: int = 
         fit_classifier(model, (prepare_images(x[:n]), one_hot(y[:n])), None, epochs=epochs, batch_size=64,
                        progress=False, callbacks=[tick])
         if use_cache:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.stem + ".tmp.keras")
-            model.save(tmp)
-            tmp.replace(path)
+            save_cached(path, model.save, suffix=".keras")
     bar.close()
     return model
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read safely; the message names the file and the remedy."""
+
+
+def _plain_problem(value, where: str) -> str | None:
+    """Where ``value`` holds something ``torch.load(weights_only=True)`` would refuse, or None."""
+    from collections import OrderedDict
+
+    import torch
+
+    if value is None or type(value) in (bool, int, float, str, torch.Tensor, torch.nn.Parameter):
+        return None
+    if type(value) in (list, tuple):
+        return next((p for i, v in enumerate(value) if (p := _plain_problem(v, f"{where}[{i}]"))), None)
+    if type(value) in (dict, OrderedDict):  # a state_dict is an OrderedDict
+        for k, v in value.items():
+            if not (k is None or type(k) in (bool, int, float, str)):
+                return f"{where} has the key {k!r} ({type(k).__name__})"
+            if problem := _plain_problem(v, f"{where}[{k!r}]"):
+                return problem
+        return None
+    return f"{where} is a {type(value).__module__}.{type(value).__qualname__}"
 
 
 def save_checkpoint(path, *, describe: dict | None = None, **blob):
     """Write a PyTorch checkpoint of plain data (tensors, numbers, strings, lists, dicts) to ``path``.
 
     The book's PyTorch models are saved as their constructor settings plus weights, never as
-    pickled objects, so that :func:`load_checkpoint` can read them with ``weights_only=True``.
+    pickled objects, so that :func:`load_checkpoint` can read them with ``weights_only=True``;
+    anything else is refused here (ValueError naming the key) before a byte is written.
     ``describe`` (e.g. the settings) is also written beside it as readable JSON (same name,
-    ``.json``). Creates the parent folder; returns the path.
+    ``.json``). Both files are replaced atomically, so an interrupted save leaves the old ones.
+    Creates the parent folder; returns the path.
     """
     import json
     from pathlib import Path
 
     import torch
 
+    from .data import atomic_write
+
     if not blob:
         raise ValueError("save_checkpoint needs something to save")
+    for key, value in blob.items():
+        if problem := _plain_problem(value, key):
+            raise ValueError(f"save_checkpoint cannot store {key!r}: {problem}. Only tensors, numbers, bools, None, "
+                             "strings and lists, tuples and dicts of these can be loaded back safely "
+                             "(weights_only=True); save the settings that rebuild an object instead of the object")
+    text = None if describe is None else json.dumps(describe, indent=1)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(blob, path)
-    if describe is not None:
-        path.with_suffix(".json").write_text(json.dumps(describe, indent=1))
+    atomic_write(path, lambda tmp: torch.save(blob, tmp))
+    if text is not None:
+        atomic_write(path.with_suffix(".json"), text)
     return path
 
 
 def load_checkpoint(path, remedy: str = "save a model first") -> dict:
     """Read a checkpoint written by :func:`save_checkpoint` onto the CPU, refusing pickled code
-    (``weights_only=True``). A missing file raises FileNotFoundError that ends with ``remedy``."""
+    (``weights_only=True``). A missing file raises FileNotFoundError, an empty, truncated or
+    code-carrying one :class:`CheckpointError`; both name the file and end with ``remedy``."""
+    import pickle
     from pathlib import Path
 
     import torch
@@ -184,4 +219,20 @@ def load_checkpoint(path, remedy: str = "save a model first") -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; {remedy}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes), e.g. from an interrupted save; delete it and write it "
+                              f"again: {remedy}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights only" in str(err).lower():
+            raise CheckpointError(
+                f"{path} contains pickled Python objects, which load_checkpoint refuses to run (weights_only=True); "
+                f"it was not written by save_checkpoint. If you trust its source, re-save it as plain tensors and "
+                f"settings; otherwise delete it and write it again: {remedy}") from err
+        reason = err
+    except (RuntimeError, EOFError, KeyError, ValueError, IndexError, UnicodeDecodeError) as err:
+        reason = err
+    first = str(reason).strip().splitlines()[0][:160] if str(reason).strip() else ""
+    raise CheckpointError(f"{path} is truncated or not a PyTorch checkpoint ({type(reason).__name__}"
+                          f"{': ' + first if first else ''}); delete it and write it again: {remedy}") from reason

