@@ -240,16 +240,10 @@ def _unused_lock(path: Path) -> bool:
 
 def _write_atomic(path: Path, text: str) -> None:
     """Write via a temporary in the same folder and rename: a reader never sees half a file."""
+    from .data import atomic_write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; these are ordinary files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, text)
 
 
 # --- executing one notebook ----------------------------------------------------------------------
