@@ -44,7 +44,7 @@ html: setup
 	rm -rf _build/html
 	$(JB_BUILD) .
 	$(BIN)/python tools/linkcheck.py _build/html
-	$(BIN)/python tools/browser_check.py _build/html --screenshots _build/screenshots
+	$(BIN)/python tools/browser_check.py _build/html --screenshots _build/screenshots --state _build/browser-state.json
 	@echo "Book: $(CURDIR)/_build/html/index.html (screenshots of every page in _build/screenshots)"
 
 ## make test: unit tests, a smoke run of every notebook, nbval, the strict book build

@@ -1,4 +1,5 @@
 """Every page of the built book works offline in headless Chromium (tools/browser_check.py)."""
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -36,3 +37,28 @@ def test_checker_fails_on_a_book_that_loads_mathjax_from_a_cdn(built_book, tmp_p
     text = " ".join(result.problems)
     assert "requests left 127.0.0.1" in text and "cdn.jsdelivr.net" in text
     assert "raw TeX" in text or "nothing typeset" in text
+
+
+def test_only_changed_pages_are_checked_again(built_book, tmp_path):
+    """`make html` re-checks a page only when it, or a script, style or image, changed since it passed."""
+    from browser_check import main, page_digests, pages_to_check
+
+    copy, shots, state = tmp_path / "html", tmp_path / "shots", tmp_path / "state.json"
+    shutil.copytree(built_book, copy)
+    digests = page_digests(copy)
+    page = "book/chapters/mathematics.html"
+    for p in digests:
+        (shots / p.replace("/", "__")).with_suffix(".png").parent.mkdir(parents=True, exist_ok=True)
+        (shots / (p.replace("/", "__").removesuffix(".html") + ".png")).write_bytes(b"png")
+    assert pages_to_check(digests, digests, shots) == []
+    html = copy / page
+    html.write_text(html.read_text().replace("</body>", "<p>a prose edit</p></body>"))
+    changed = page_digests(copy)
+    assert pages_to_check(changed, digests, shots) == [page]
+    css = next((copy / "_static").rglob("*.css"))
+    css.write_text(css.read_text() + "\n/* edit */\n")
+    assert len(pages_to_check(page_digests(copy), digests, shots)) == len(digests)
+    state.write_text(json.dumps(page_digests(copy)))
+    html.write_text(html.read_text().replace("a prose edit", "another edit"))
+    assert main([str(copy), "--screenshots", str(shots), "--state", str(state)]) == 0  # checks one page
+    assert json.loads(state.read_text())[page] == page_digests(copy)[page]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import http.server
 import sys
 import threading
@@ -111,7 +112,7 @@ def check_book(html_dir: Path, screenshots: Path | None = None, pages: list[str]
                 if res.external_requests:
                     res.problems.append(f"requests left 127.0.0.1: {sorted(set(res.external_requests))[:5]}")
                 if screenshots:
-                    out = Path(screenshots) / (rel.replace("/", "__").removesuffix(".html") + ".png")
+                    out = screenshot_path(screenshots, rel)
                     out.parent.mkdir(parents=True, exist_ok=True)
                     page.screenshot(path=str(out), full_page=True)
                 page.close()
@@ -122,17 +123,60 @@ def check_book(html_dir: Path, screenshots: Path | None = None, pages: list[str]
     return results
 
 
+def page_digests(html_dir: Path) -> dict[str, str]:
+    """SHA-256 of every page, each combined with one digest of all the files that are not pages (scripts,
+    styles, images): a page needs checking again when it or anything it may load has changed."""
+    import hashlib
+
+    html_dir = Path(html_dir)
+    files = sorted(p for p in html_dir.rglob("*") if p.is_file())
+    shared = hashlib.sha256()
+    for p in files:
+        if p.parts[len(html_dir.parts)] in ("_static", "_images"):  # what pages load (not sources or the index)
+            shared.update(str(p.relative_to(html_dir)).encode() + b"\0" + p.read_bytes())
+    common = shared.hexdigest()
+    return {str(p.relative_to(html_dir)): hashlib.sha256(common.encode() + p.read_bytes()).hexdigest()
+            for p in files if p.suffix == ".html" and "_static" not in p.parts}
+
+
+def screenshot_path(screenshots: Path, page: str) -> Path:
+    return Path(screenshots) / (page.replace("/", "__").removesuffix(".html") + ".png")
+
+
+def pages_to_check(digests: dict[str, str], passed: dict[str, str], screenshots: Path) -> list[str]:
+    """Pages that changed since they last passed, or whose screenshot is missing."""
+    return sorted(p for p, d in digests.items() if passed.get(p) != d or not screenshot_path(screenshots, p).is_file())
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("html_dir", nargs="?", default=str(ROOT / "_build" / "html"))
     ap.add_argument("--screenshots", default=str(ROOT / "_build" / "screenshots"))
+    ap.add_argument("--state", help="JSON file of the pages that passed last time: only pages that changed since "
+                                    "(or whose scripts, styles or images changed) are checked again")
     args = ap.parse_args(argv)
-    results = check_book(Path(args.html_dir), Path(args.screenshots))
+    digests = page_digests(Path(args.html_dir))
+    state_path = Path(args.state) if args.state else None
+    passed = {}
+    if state_path and state_path.is_file():
+        try:
+            passed = json.loads(state_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            passed = {}  # an unreadable state only means every page is checked
+    todo = pages_to_check(digests, passed, Path(args.screenshots))
+    results = check_book(Path(args.html_dir), Path(args.screenshots), todo) if todo else []
     bad = [r for r in results if r.problems]
     for r in results:
         status = "ok" if not r.problems else "FAIL"
         print(f"{status:4s} {r.page}: {r.typeset} formulas typeset, {r.images} images" + "".join(f"\n     - {p}" for p in r.problems))
-    print(f"{len(results)} pages checked in Chromium, {len(bad)} with problems; screenshots in {args.screenshots}")
+    skipped = len(digests) - len(todo)
+    print(f"{len(results)} pages checked in Chromium, {len(bad)} with problems; screenshots in {args.screenshots}"
+          + (f"; {skipped} unchanged pages passed before (state {state_path})" if skipped else ""))
+    if state_path:
+        ok = {r.page for r in results if not r.problems}
+        keep = {p: d for p, d in digests.items() if p in ok or (p not in todo and passed.get(p) == d)}
+        state_path.parent.mkdir(parents=True, exist_ok=True)
+        state_path.write_text(json.dumps(keep, indent=1, sort_keys=True) + "\n")
     return 1 if bad else 0
 
 
