@@ -71,6 +71,7 @@ def pytest_terminal_summary(terminalreporter):
         tr.write_line(f"{r['seconds']:7.1f} s  {r['peak_memory_mb']:6d} MB  {r['threads']} thread(s)  {r['chapter']}")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Tests of the built book share one build: keep them on one xdist worker (--dist loadgroup)."""
     for item in items:
