@@ -257,19 +257,74 @@ def _check_text(text, what: str = "prompt") -> str:
     return text
 
 
-def chat_prompt(tokenizer, user_text: str, system: str | None = None) -> torch.Tensor:
+def chat_prompt(tokenizer, user_text: str, system: str | None = None, examples=()) -> torch.Tensor:
     """Token ids ``(1, T)`` of one user turn in the model's chat format, ready for the answer.
 
     An instruction-tuned model was trained on conversations marked with special tokens
     (``<|im_start|>user ... <|im_end|>``); without them it continues text instead of answering.
-    Without ``system`` the template inserts the model's default system message.
+    Without ``system`` the template inserts the model's default system message. ``examples`` are
+    ``(user, assistant)`` pairs put before the question as earlier turns of the conversation: the
+    few-shot prompt of a chat model.
     """
     _check_text(user_text, "user_text")
-    messages = [{"role": "user", "content": user_text}]
+    messages = []
     if system is not None:
-        messages.insert(0, {"role": "system", "content": _check_text(system, "system")})
+        messages.append({"role": "system", "content": _check_text(system, "system")})
+    for pair in examples:
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+            raise ValueError(f"each example must be a (user, assistant) pair of strings, got {pair!r}")
+        messages += [{"role": "user", "content": _check_text(pair[0], "example question")},
+                     {"role": "assistant", "content": _check_text(pair[1], "example answer")}]
+    messages.append({"role": "user", "content": user_text})
     out = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     return out["input_ids"]
+
+
+class PrefixCache:
+    """The keys and values of a prompt's fixed beginning, computed once and reused by every prompt
+    that starts with it (a few-shot prompt's examples, an assistant's instructions).
+
+    The model's forward pass appends to the cache in place; :meth:`reset` cuts it back to the prefix
+    after each use, so one prefix serves any number of prompts (one at a time: not thread-safe).
+    """
+
+    def __init__(self, model, prefix_ids):
+        ids = torch.as_tensor(prefix_ids, dtype=torch.long).reshape(1, -1)
+        if ids.shape[1] == 0:
+            raise ValueError("the prefix has no tokens")
+        if ids.shape[1] >= context_length(model):
+            raise ValueError(f"the prefix has {ids.shape[1]:,} tokens, not less than the context window of "
+                             f"{context_length(model):,}")
+        self.model, self.ids, self.length = model, ids, ids.shape[1]
+        with torch.inference_mode():
+            self.cache = model(input_ids=ids.to(model.device), use_cache=True, logits_to_keep=1).cache
+
+    def suffix(self, ids) -> torch.Tensor:
+        """The tokens of ``ids`` after the prefix; ValueError when ``ids`` does not start with it."""
+        ids = torch.as_tensor(ids, dtype=torch.long).reshape(1, -1).cpu()
+        if ids.shape[1] <= self.length or not torch.equal(ids[:, :self.length], self.ids):
+            raise ValueError("the prompt does not start with this prefix (or adds nothing to it); build it with the "
+                             "same system message and examples")
+        return ids[:, self.length:]
+
+    def reset(self) -> None:
+        extra = self.cache.get_seq_length() - self.length
+        if extra > 0:
+            self.cache.crop(-extra)
+
+
+def last_logits(model, tokenizer, prompt, prefix: PrefixCache | None = None) -> torch.Tensor:
+    """Scores (logits) of every vocabulary token coming next after ``prompt`` (text or token ids),
+    computed after a :class:`PrefixCache` when one is given (the same numbers, less work)."""
+    ids = _prompt_ids(tokenizer, prompt, model)
+    with torch.inference_mode():
+        if prefix is None:
+            return model(input_ids=ids.to(model.device), use_cache=False, logits_to_keep=1).logits[0, -1]
+        try:
+            return model(input_ids=prefix.suffix(ids).to(model.device), cache=prefix.cache, use_cache=True,
+                         logits_to_keep=1).logits[0, -1]
+        finally:
+            prefix.reset()
 
 
 def _prompt_ids(tokenizer, prompt, model, extra: int = 0) -> torch.Tensor:
@@ -350,6 +405,15 @@ class Generation:
     seconds: float
     step_seconds: list[float] = field(default_factory=list, repr=False)
     stopped: bool = False  # True when the model ended its answer (end-of-turn token)
+    #: the model's own probability (softmax of the logits, before any sampling filter) of each new token
+    token_probs: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def confidence(self) -> float:
+        """Geometric mean of :attr:`token_probs`: how sure the model was of the text it wrote (nan if none)."""
+        if not self.token_probs:
+            return float("nan")
+        return float(np.exp(np.mean(np.log(np.maximum(self.token_probs, 1e-300)))))
 
     @property
     def tokens_per_second(self) -> float:
@@ -357,7 +421,8 @@ class Generation:
 
 
 def generate(model, tokenizer, prompt, max_new_tokens: int, *, temperature: float = 0.0, top_k: int | None = None,
-             top_p: float | None = None, seed: int = 0, use_cache: bool = True, stop_at_eos: bool = True) -> Generation:
+             top_p: float | None = None, seed: int = 0, use_cache: bool = True, stop_at_eos: bool = True,
+             prefix: PrefixCache | None = None) -> Generation:
     """Continue ``prompt`` (plain text, or token ids from :func:`chat_prompt`) token by token.
 
     Written out instead of ``model.generate`` so that each choice is visible: every step turns the
@@ -366,38 +431,49 @@ def generate(model, tokenizer, prompt, max_new_tokens: int, *, temperature: floa
     seed gives the same text every time, independent of the global random state). With
     ``use_cache`` the keys and values of earlier positions are kept (the KV cache) and each step
     feeds only the newest token; without it each step recomputes the whole sequence. Stops after
-    ``max_new_tokens`` or at the end-of-turn token. ``seconds`` times the loop alone.
+    ``max_new_tokens`` or at the end-of-turn token. ``seconds`` times the loop alone. With a
+    :class:`PrefixCache` whose tokens begin the prompt, the first step starts from its cache.
     """
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     _check_sampling(temperature, top_k, top_p, model.config.vocab_size)
+    if prefix is not None and not use_cache:
+        raise ValueError("a prefix cache needs use_cache=True")
     ids = _prompt_ids(tokenizer, prompt, model, extra=max_new_tokens).to(model.device)
     n_prompt = ids.shape[1]
+    first = prefix.suffix(ids).to(model.device) if prefix is not None else ids
     gen = torch.Generator().manual_seed(seed)
     eos = tokenizer.eos_token_id
-    new, steps, cache, stopped = [], [], None, False
+    new, probs_new, steps, stopped = [], [], [], False
+    cache = prefix.cache if prefix is not None else None
     start = time.perf_counter()
-    with torch.inference_mode():
-        for _ in range(max_new_tokens):
-            t0 = time.perf_counter()
-            if use_cache:
-                out = model(input_ids=ids if cache is None else ids[:, -1:], cache=cache, use_cache=True,
-                            logits_to_keep=1)
-                cache = out.cache
-            else:
-                out = model(input_ids=ids, use_cache=False, logits_to_keep=1)
-            probs = filtered_distribution(out.logits[0, -1], temperature, top_k, top_p)
-            token = int(probs.argmax()) if temperature == 0 else int(torch.multinomial(probs, 1, generator=gen))
-            ids = torch.cat([ids, torch.tensor([[token]], device=ids.device)], dim=1)
-            steps.append(time.perf_counter() - t0)
-            if stop_at_eos and token == eos:
-                stopped = True
-                break
-            new.append(token)
+    try:
+        with torch.inference_mode():
+            for step in range(max_new_tokens):
+                t0 = time.perf_counter()
+                if use_cache:
+                    out = model(input_ids=first if step == 0 else ids[:, -1:], cache=cache, use_cache=True,
+                                logits_to_keep=1)
+                    cache = out.cache
+                else:
+                    out = model(input_ids=ids, use_cache=False, logits_to_keep=1)
+                logits = out.logits[0, -1]
+                probs = filtered_distribution(logits, temperature, top_k, top_p)
+                token = int(probs.argmax()) if temperature == 0 else int(torch.multinomial(probs, 1, generator=gen))
+                ids = torch.cat([ids, torch.tensor([[token]], device=ids.device)], dim=1)
+                steps.append(time.perf_counter() - t0)
+                if stop_at_eos and token == eos:
+                    stopped = True
+                    break
+                new.append(token)
+                probs_new.append(float(torch.softmax(logits.double(), -1)[token]))
+    finally:
+        if prefix is not None:
+            prefix.reset()
     seconds = time.perf_counter() - start
-    return Generation(tokenizer.decode(new), new, n_prompt, seconds, steps, stopped)
+    return Generation(tokenizer.decode(new), new, n_prompt, seconds, steps, stopped, probs_new)
 
 
 def time_next_token(model, ids, *, use_cache: bool, repeats: int = 1) -> float:

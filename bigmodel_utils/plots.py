@@ -196,3 +196,39 @@ def heatmap_panels(matrices: dict, title: str, xlabel, ylabel: str, annotate: bo
     fig.colorbar(im, ax=list(axes[0]), shrink=0.8)
     fig.suptitle(title)
     return fig
+
+
+def interval_chart(labels, estimates, lows, highs, title: str, xlabel: str, groups=None,
+                   reference: tuple[float, str] | None = None):
+    """Estimates with their confidence intervals as horizontal points and bars, one row per label, top to
+    bottom in the given order; ``groups`` (one name per row) sets marker and colour, so rows of one kind
+    read alike in greyscale; ``reference`` ``(value, label)`` is a dotted vertical line (e.g. chance)."""
+    import matplotlib.pyplot as plt
+
+    est, lo, hi = (np.asarray(v, dtype=float) for v in (estimates, lows, highs))
+    n = len(labels)
+    if not n or not (len(est) == len(lo) == len(hi) == n):
+        raise ValueError(f"need one estimate, low and high per label: {n} labels, {len(est)}, {len(lo)}, {len(hi)}")
+    if np.any(lo > est + 1e-12) or np.any(hi < est - 1e-12):
+        raise ValueError("each interval must contain its estimate (low <= estimate <= high)")
+    groups = list(groups) if groups is not None else [""] * n
+    if len(groups) != n:
+        raise ValueError(f"{len(groups)} groups for {n} labels")
+    kinds = list(dict.fromkeys(groups))
+    fig, ax = plt.subplots(figsize=(6.4, 0.42 * n + 1.4))
+    y = np.arange(n)[::-1]
+    for k, kind in enumerate(kinds):
+        rows = [i for i, g in enumerate(groups) if g == kind]
+        colour = OKABE_ITO[(k + 5) % len(OKABE_ITO)]
+        ax.errorbar(est[rows], y[rows], xerr=[est[rows] - lo[rows], hi[rows] - est[rows]], fmt=MARKERS[k % len(MARKERS)],
+                    color=colour, ecolor=colour, capsize=3, markersize=6, label=kind or None)
+    if reference is not None:
+        ax.axvline(reference[0], color="black", linestyle=(0, (1, 3)), label=reference[1])
+    ax.set_yticks(y)
+    ax.set_yticklabels([str(lab) for lab in labels])
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    if any(groups) or reference is not None:
+        ax.legend(fontsize=9, loc="best")
+    fig.tight_layout()
+    return fig

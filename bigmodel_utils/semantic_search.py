@@ -180,13 +180,16 @@ def slugify(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text).strip("-")
 
 
-def plain_text(markdown: str) -> str:
-    """Markdown/MyST to plain text: links keep their words, roles and citations go, spaces collapse."""
+def plain_text(markdown: str, keep_identifiers: bool = False) -> str:
+    """Markdown/MyST to plain text: links keep their words, roles and citations go, spaces collapse.
+
+    With ``keep_identifiers``, underscores inside words stay (``load_llm``, ``Q4_1``), so that names of
+    code can be found and quoted."""
     s = re.sub(r"\{glue:text\}`[^`]*`", "(a measured value)", markdown)
     s = re.sub(r"\{cite\}`[^`]*`", "", s)
     s = re.sub(r"\{[a-z:]+\}`([^`]*)`", r"\1", s)
     s = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", s)
-    s = re.sub(r"[*_`$#]", "", s)
+    s = re.sub(r"[*`$#]|(?<!\w)_+|_+(?!\w)", "", s) if keep_identifiers else re.sub(r"[*_`$#]", "", s)
     s = re.sub(r"\s+", " ", s).strip()
     return re.sub(r"\s+([.,;:)])", r"\1", s)
 

@@ -249,3 +249,125 @@ def test_converted_dir_is_keyed_by_the_gguf_hash_and_dtype(monkeypatch, tmp_path
     monkeypatch.setenv("BIGMODEL_CACHE", str(tmp_path))
     assert llm.converted_dir(torch.float32) == tmp_path / f"smollm2-{llm.GGUF_SHA256[:12]}-float32"
     assert llm.converted_dir(torch.bfloat16).name.endswith("-bfloat16")
+
+
+# --------------------------------------------------------------------------- few-shot prompts and the prefix cache
+
+EXAMPLES = [("What is 2 + 2? Answer with a number.", "4"), ("What is the capital of Italy? Answer in one word.", "Rome")]
+
+
+def _prefix_of(tokenizer, system=None, examples=()):
+    """The ids every prompt with this system message and these examples starts with (two prompts agree up to
+    the last user turn)."""
+    a = llm.chat_prompt(tokenizer, "First question?", system=system, examples=examples)[0]
+    b = llm.chat_prompt(tokenizer, "Another one entirely?", system=system, examples=examples)[0]
+    n = next(i for i in range(min(len(a), len(b))) if a[i] != b[i])
+    return a[:n].unsqueeze(0)
+
+
+def test_chat_prompt_puts_the_examples_before_the_question(smol):
+    tokenizer, _ = smol
+    text = tokenizer.decode(llm.chat_prompt(tokenizer, QUESTION, system="Be brief.", examples=EXAMPLES)[0])
+    order = ["<|im_start|>system\nBe brief.<|im_end|>",
+             f"<|im_start|>user\n{EXAMPLES[0][0]}<|im_end|>", "<|im_start|>assistant\n4<|im_end|>",
+             f"<|im_start|>user\n{EXAMPLES[1][0]}<|im_end|>", "<|im_start|>assistant\nRome<|im_end|>",
+             f"<|im_start|>user\n{QUESTION}<|im_end|>"]
+    positions = [text.index(part) for part in order]
+    assert positions == sorted(positions) and positions[0] == 0
+    assert text.endswith("<|im_start|>assistant\n") and text.count("<|im_start|>user") == 3
+    lists = llm.chat_prompt(tokenizer, QUESTION, system="Be brief.", examples=[list(p) for p in EXAMPLES])
+    assert torch.equal(lists, llm.chat_prompt(tokenizer, QUESTION, system="Be brief.", examples=EXAMPLES))
+    assert torch.equal(llm.chat_prompt(tokenizer, QUESTION, examples=()), llm.chat_prompt(tokenizer, QUESTION))
+
+
+@pytest.mark.parametrize("pair, message", [
+    (("only a question",), "pair"), (("q", "a", "extra"), "pair"), ("qa", "pair"), (None, "pair"),
+    (("", "4"), "example question"), ((4, "4"), "example question"), (("What is 2 + 2?", "  "), "example answer"),
+])
+def test_chat_prompt_refuses_malformed_examples(smol, pair, message):
+    tokenizer, _ = smol
+    with pytest.raises(ValueError, match=message):
+        llm.chat_prompt(tokenizer, QUESTION, examples=[EXAMPLES[0], pair])
+
+
+def test_last_logits_after_a_prefix_cache_agree_and_the_cache_is_reset(smol):
+    tokenizer, model = smol
+    prefix_ids = _prefix_of(tokenizer, system="Be brief.", examples=EXAMPLES)
+    prefix = llm.PrefixCache(model, prefix_ids)
+    assert prefix.length == prefix_ids.shape[1] == prefix.cache.get_seq_length()
+    for question in (QUESTION, "Which planet is the largest? Answer in one word."):
+        prompt = llm.chat_prompt(tokenizer, question, system="Be brief.", examples=EXAMPLES)
+        assert torch.equal(prompt[:, :prefix.length], prefix_ids)
+        plain = llm.last_logits(model, tokenizer, prompt)
+        cached = llm.last_logits(model, tokenizer, prompt, prefix=prefix)
+        assert plain.shape == cached.shape == (model.config.vocab_size,)
+        torch.testing.assert_close(cached, plain, atol=1e-4, rtol=1e-4)
+        assert prefix.cache.get_seq_length() == prefix.length  # cut back after each use
+    p = llm.next_token_distribution(model, tokenizer, prompt)
+    torch.testing.assert_close(torch.softmax(plain.double(), -1), p.double(), atol=1e-6, rtol=1e-4)
+
+
+def test_a_prompt_without_the_prefix_is_refused(smol):
+    tokenizer, model = smol
+    prefix = llm.PrefixCache(model, _prefix_of(tokenizer, system="Be brief."))
+    other = llm.chat_prompt(tokenizer, QUESTION, system="Be verbose.")
+    with pytest.raises(ValueError, match="does not start with this prefix"):
+        llm.last_logits(model, tokenizer, other, prefix=prefix)
+    with pytest.raises(ValueError, match="does not start with this prefix"):
+        llm.last_logits(model, tokenizer, prefix.ids, prefix=prefix)  # the prefix alone adds nothing
+    with pytest.raises(ValueError, match="does not start with this prefix"):
+        llm.generate(model, tokenizer, other, 2, prefix=prefix)
+    assert prefix.cache.get_seq_length() == prefix.length
+    with pytest.raises(ValueError, match="needs use_cache=True"):
+        llm.generate(model, tokenizer, llm.chat_prompt(tokenizer, QUESTION, system="Be brief."), 2, prefix=prefix,
+                     use_cache=False)
+
+
+def test_prefix_cache_refuses_an_empty_or_too_long_prefix(smol):
+    _, model = smol
+    with pytest.raises(ValueError, match="no tokens"):
+        llm.PrefixCache(model, torch.zeros(1, 0, dtype=torch.long))
+    with pytest.raises(ValueError, match="context window of 8,192"):
+        llm.PrefixCache(model, torch.zeros(1, 8192, dtype=torch.long))
+
+
+def test_generate_after_a_prefix_gives_the_greedy_tokens_and_leaves_the_prefix_reusable(smol):
+    tokenizer, model = smol
+    prompt = llm.chat_prompt(tokenizer, QUESTION)  # the template's default system message is the prefix
+    prefix = llm.PrefixCache(model, _prefix_of(tokenizer))
+    plain = llm.generate(model, tokenizer, prompt, 8)
+    runs = [llm.generate(model, tokenizer, prompt, 8, prefix=prefix) for _ in range(2)]
+    assert plain.text == "The capital of France is Paris."
+    for run in runs:
+        assert run.token_ids == plain.token_ids and run.stopped and run.prompt_tokens == prompt.shape[1]
+        assert run.token_probs == pytest.approx(plain.token_probs, abs=1e-4)
+        assert prefix.cache.get_seq_length() == prefix.length
+    other = llm.chat_prompt(tokenizer, "What is the capital of Italy? Answer in one word.")
+    assert llm.generate(model, tokenizer, other, 6, prefix=prefix).token_ids == \
+        llm.generate(model, tokenizer, other, 6).token_ids
+
+
+def test_token_probs_are_the_models_probabilities_and_confidence_their_geometric_mean(smol):
+    import math
+
+    tokenizer, model = smol
+    prompt = llm.chat_prompt(tokenizer, QUESTION)
+    gen = llm.generate(model, tokenizer, prompt, 8)
+    assert len(gen.token_probs) == len(gen.token_ids) == 7  # the end-of-turn token is not part of the text
+    assert all(0 < p <= 1 for p in gen.token_probs)
+    first = llm.next_token_distribution(model, tokenizer, prompt)[gen.token_ids[0]]
+    assert gen.token_probs[0] == pytest.approx(float(first), abs=1e-5)
+    geometric = math.exp(sum(math.log(p) for p in gen.token_probs) / len(gen.token_probs))
+    assert gen.confidence == pytest.approx(geometric, rel=1e-9)
+    assert min(gen.token_probs) <= gen.confidence <= max(gen.token_probs)
+    sampled = llm.generate(model, tokenizer, prompt, 5, temperature=1.5, top_k=3, seed=1, stop_at_eos=False)
+    assert len(sampled.token_probs) == 5 and all(0 < p <= 1 for p in sampled.token_probs)
+
+
+def test_confidence_of_a_hand_made_generation():
+    import math
+
+    gen = llm.Generation("ab", [1, 2], 3, 0.1, token_probs=[0.5, 0.125])
+    assert gen.confidence == pytest.approx(0.25)
+    assert math.isnan(llm.Generation("", [], 3, 0.1).confidence)  # no tokens, no confidence
+    assert llm.Generation("a", [1], 3, 0.1, token_probs=[0.0]).confidence == pytest.approx(0.0, abs=1e-200)

@@ -100,3 +100,18 @@ def test_bare_axes_removes_ticks_and_grid():
     assert all(len(ax.get_xticks()) == 0 and len(ax.get_yticks()) == 0 for ax in axes)
     assert not any(line.get_visible() for line in axes[0].get_xgridlines())
     plt.close(fig)
+
+
+def test_interval_chart():
+    fig = plots.interval_chart(["a", "b", "c"], [0.5, 0.2, 0.8], [0.4, 0.1, 0.7], [0.6, 0.3, 0.9], "title", "accuracy",
+                               groups=["LLM", "LLM", "baseline"], reference=(1 / 6, "chance"))
+    ax = fig.axes[0]
+    assert ax.get_title() == "title" and ax.get_xlabel() == "accuracy"
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]
+    assert {t.get_text() for t in ax.get_legend().get_texts()} == {"LLM", "baseline", "chance"}
+    with pytest.raises(ValueError, match="one estimate"):
+        plots.interval_chart(["a"], [0.5, 0.6], [0.4], [0.6], "t", "x")
+    with pytest.raises(ValueError, match="contain"):
+        plots.interval_chart(["a"], [0.5], [0.6], [0.7], "t", "x")
+    with pytest.raises(ValueError, match="groups"):
+        plots.interval_chart(["a"], [0.5], [0.4], [0.6], "t", "x", groups=["g", "h"])
