@@ -297,7 +297,9 @@ class PrefixCache:
                              f"{context_length(model):,}")
         self.model, self.ids, self.length = model, ids, ids.shape[1]
         with torch.inference_mode():
-            self.cache = model(input_ids=ids.to(model.device), use_cache=True, logits_to_keep=1).cache
+            out = model(input_ids=ids.to(model.device), use_cache=True, logits_to_keep=1)
+        self.cache = out.cache
+        self.logits = out.logits[0, -1].detach()  # scores of the token after the prefix
 
     def suffix(self, ids) -> torch.Tensor:
         """The tokens of ``ids`` after the prefix; ValueError when ``ids`` does not start with it."""
@@ -311,6 +313,21 @@ class PrefixCache:
         extra = self.cache.get_seq_length() - self.length
         if extra > 0:
             self.cache.crop(-extra)
+
+
+def common_prefix_length(prompts) -> int:
+    """Number of leading tokens that all the token-id prompts share: what one :class:`PrefixCache` can
+    compute once for all of them (at least one token is left to each prompt)."""
+    rows = [torch.as_tensor(p).reshape(-1).cpu() for p in prompts]
+    if not rows or any(r.numel() == 0 for r in rows):
+        raise ValueError("give at least one non-empty prompt")
+    n = min(r.numel() for r in rows) - 1
+    first = rows[0]
+    for r in rows[1:]:
+        diff = (r[:n] != first[:n]).nonzero()
+        if diff.numel():
+            n = int(diff[0])
+    return n
 
 
 def last_logits(model, tokenizer, prompt, prefix: PrefixCache | None = None) -> torch.Tensor:
@@ -407,6 +424,8 @@ class Generation:
     stopped: bool = False  # True when the model ended its answer (end-of-turn token)
     #: the model's own probability (softmax of the logits, before any sampling filter) of each new token
     token_probs: list[float] = field(default_factory=list, repr=False)
+    #: the logits after the prompt, before the first token was chosen (what a constrained answer reads)
+    first_logits: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def confidence(self) -> float:
@@ -446,7 +465,7 @@ def generate(model, tokenizer, prompt, max_new_tokens: int, *, temperature: floa
     first = prefix.suffix(ids).to(model.device) if prefix is not None else ids
     gen = torch.Generator().manual_seed(seed)
     eos = tokenizer.eos_token_id
-    new, probs_new, steps, stopped = [], [], [], False
+    new, probs_new, steps, stopped, first_logits = [], [], [], False, None
     cache = prefix.cache if prefix is not None else None
     start = time.perf_counter()
     try:
@@ -460,6 +479,8 @@ def generate(model, tokenizer, prompt, max_new_tokens: int, *, temperature: floa
                 else:
                     out = model(input_ids=ids, use_cache=False, logits_to_keep=1)
                 logits = out.logits[0, -1]
+                if step == 0:
+                    first_logits = logits.detach().to("cpu", torch.float32).clone()
                 probs = filtered_distribution(logits, temperature, top_k, top_p)
                 token = int(probs.argmax()) if temperature == 0 else int(torch.multinomial(probs, 1, generator=gen))
                 ids = torch.cat([ids, torch.tensor([[token]], device=ids.device)], dim=1)
@@ -473,7 +494,7 @@ def generate(model, tokenizer, prompt, max_new_tokens: int, *, temperature: floa
         if prefix is not None:
             prefix.reset()
     seconds = time.perf_counter() - start
-    return Generation(tokenizer.decode(new), new, n_prompt, seconds, steps, stopped, probs_new)
+    return Generation(tokenizer.decode(new), new, n_prompt, seconds, steps, stopped, probs_new, first_logits)
 
 
 def time_next_token(model, ids, *, use_cache: bool, repeats: int = 1) -> float:

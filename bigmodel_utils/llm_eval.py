@@ -173,6 +173,76 @@ def constrained_choice(logits, letter_ids: list[int]) -> tuple[int, np.ndarray, 
     return int(np.argmax(probs)), probs, float(torch.exp(sub).sum())
 
 
+#: How the option-text scoring states each part, after the question (shorter than the prompt's list).
+OPTION_TEXTS = {
+    "vision": "images and convolutional networks",
+    "sequences": "sequences, text and language models",
+    "generative": "generative models such as GANs and VAEs",
+    "maths": "the mathematics of training: gradients, losses and optimisers",
+    "efficiency": "efficiency, scaling and speed",
+    "responsible": "interpretability, privacy and fairness",
+}
+OPTION_TEMPLATE = "Question: {question}\nThis question is about {option}."
+
+
+def option_text_scores(model, tokenizer, question: str, options: dict | None = None,
+                       template: str = OPTION_TEMPLATE) -> np.ndarray:
+    """Mean log-probability per token of each option's text as the continuation of the question, without
+    any chat format: the model used as a language model, the way benchmark harnesses score multiple
+    choice. The question is run once and its keys and values are shared by the options, whose few
+    tokens then go through the model in one batch. ``{option}`` must end the template (up to punctuation)."""
+    import torch
+
+    options = OPTION_TEXTS if options is None else options
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("question must be a non-empty string")
+    if "{question}" not in template or "{option}" not in template:
+        raise ValueError("the template needs {question} and {option}")
+    head = template.split("{option}")[0].format(question=question.strip()).rstrip()  # the space goes with the option
+    head_ids = tokenizer(head, add_special_tokens=False)["input_ids"]
+    n_head = len(head_ids)
+    seqs = [tokenizer(template.format(question=question.strip(), option=o), add_special_tokens=False)["input_ids"]
+            for o in options.values()]
+    if any(s[:n_head] != head_ids or len(s) <= n_head for s in seqs):
+        raise ValueError("the options must change only the tokens after the question; put {option} at the end")
+    with torch.inference_mode():
+        head_out = model(input_ids=torch.tensor([head_ids], device=model.device), use_cache=True, logits_to_keep=1)
+        first = torch.log_softmax(head_out.logits[0, -1].double().cpu(), -1)
+        tails = [s[n_head:] for s in seqs]
+        width = max(len(t) for t in tails) - 1
+        rest = None
+        if width > 0:  # all options' remaining tokens in one batch, each reading the question's cache
+            cache = head_out.cache
+            cache.batch_repeat_interleave(len(tails))
+            ids = torch.tensor([t[:-1] + [0] * (width - len(t) + 1) for t in tails], device=model.device)
+            mask = torch.tensor([[1] * n_head + [1] * (len(t) - 1) + [0] * (width - len(t) + 1) for t in tails],
+                                device=model.device)
+            rest = torch.log_softmax(model(input_ids=ids, attention_mask=mask, cache=cache, use_cache=True)
+                                     .logits.double().cpu(), -1)
+    out = []
+    for k, t in enumerate(tails):
+        logp = [float(first[t[0]])] + [float(rest[k, j, tok]) for j, tok in enumerate(t[1:])]
+        out.append(float(np.mean(logp)))
+    return np.array(out)
+
+
+CONTENT_FREE = ("N/A", "[question]", "...")
+
+
+def calibrated_choice(scores, prior_scores, log: bool = True) -> np.ndarray:
+    """Contextual calibration (Zhao et al., 2021): divide each option's probability by the probability
+    the same prompt gives it for a content-free question (for log scores: subtract), so that a model
+    that prefers one option whatever it is asked stops winning by that preference alone. ``scores`` is
+    ``(items, options)`` or one row; returns the chosen option index per item."""
+    s = np.atleast_2d(np.asarray(scores, dtype=float))
+    prior = np.asarray(prior_scores, dtype=float).reshape(-1)
+    if s.shape[1] != prior.size:
+        raise ValueError(f"{s.shape[1]} options in the scores but {prior.size} in the prior")
+    if not log and np.any(prior <= 0):
+        raise ValueError("probabilities of the prior must be positive")
+    return np.argmax(s - prior if log else s / prior, axis=1)
+
+
 # --------------------------------------------------------------------------- statistics and baselines
 
 def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:

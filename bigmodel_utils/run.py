@@ -644,9 +644,28 @@ def _injected(cell) -> bool:
     return "injected-parameters" in cell.metadata.get("tags", [])
 
 
+def _book_files(*names: str) -> bytes:
+    return b"".join((ROOT / "book" / n).read_bytes() for n in names if (ROOT / "book" / n).is_file())
+
+
+def _book_corpus() -> bytes:
+    from .assistant import book_passages
+
+    return "\n".join(f"{p.id}\t{p.title}\t{p.text}" for p in book_passages(ROOT / "book")).encode()
+
+
+#: Chapters whose code reads the book's prose: that prose is one of their inputs, so an edit to it
+#: re-executes them (the language chapter searches the FAQ and glossary; the assistant the whole book).
+PROSE_INPUTS = {
+    "app_language": lambda: _book_files("faq.md", "glossary.md"),
+    "llm_assistant": _book_corpus,
+}
+
+
 def fingerprint(src: Path, *, profile: str, seed: int, kernel: str) -> str:
     """SHA-256 of everything an execution depends on: code cells and their tags, parameters, kernel,
-    thread count, the support package and the pinned requirements (prose is left out on purpose)."""
+    thread count, the support package and the pinned requirements. Prose is left out on purpose, except
+    the book pages that a chapter's code reads (:data:`PROSE_INPUTS`)."""
     import nbformat
 
     h = hashlib.sha256()
@@ -664,6 +683,8 @@ def fingerprint(src: Path, *, profile: str, seed: int, kernel: str) -> str:
         add(f"bigmodel_utils/{f.name}", f.read_bytes())
     lock = ROOT / "requirements.lock"
     add("requirements.lock", lock.read_bytes() if lock.is_file() else b"")
+    if src.stem in PROSE_INPUTS:
+        add("prose read by the chapter", PROSE_INPUTS[src.stem]())
     return h.hexdigest()
 
 

@@ -547,3 +547,19 @@ def test_main_reports_errors_with_exit_code_2(monkeypatch, capsys):
     assert err.value.code == 2
     with pytest.raises(SystemExit):
         A.main(["--device", "tpu", "Anything?"])
+
+
+def test_the_command_line_answers_the_readme_question():
+    """The README's command, as a learner types it: the whole book indexed, SmolLM2 answering, offline."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "bigmodel_utils.assistant", "--json", "What does the KV cache store?"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    reply = json.loads(out.stdout.strip().splitlines()[-1])
+    assert not reply["declined"] and reply["page"] in {"glossary", "chapters/llm_basics"} and reply["answer"]
+    empty = subprocess.run([sys.executable, "-m", "bigmodel_utils.assistant", " "], capture_output=True, text=True,
+                           timeout=600)
+    assert empty.returncode == 2 and "empty" in empty.stderr

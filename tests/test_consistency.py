@@ -67,6 +67,8 @@ COVERED = {
         "test_output_check.test_cli",
     ".venv/bin/python -m pytest -n 0 --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/mathematics.ipynb":
         "test_output_check.test_nbval_exact_check_runs_with_the_books_sanitizers",
+    '.venv/bin/python -m bigmodel_utils.assistant --json "What does the KV cache store?"':
+        "test_assistant.test_the_command_line_answers_the_readme_question",
     "BIGMODEL_THREADS=1 make test":
         "test_notebooks.test_chapter_reproduces_committed_outputs_with_another_thread_count (and run by hand, see the closing note)",
 }

@@ -452,3 +452,14 @@ def test_entries_of_a_report_from_before_per_entry_machines_keep_their_machine(t
     rep = run.update_report(path, "smoke", "cpu", {"mnist_cnn": {**old, "seconds": 4.0}})
     assert rep["notebooks"]["mathematics"]["machine"] == "Old box, 2 logical CPUs"
     assert rep["notebooks"]["mnist_cnn"]["machine"] == run.machine_description()
+
+
+def test_fingerprint_of_a_chapter_that_reads_book_prose_follows_that_prose(tmp_path, monkeypatch):
+    src = make_nb(tmp_path / "llm_assistant.ipynb", "x = 1")
+    other = make_nb(tmp_path / "other.ipynb", "x = 1")
+    fp = lambda s: run.fingerprint(s, profile="smoke", seed=0, kernel="cpu")  # noqa: E731
+    base, base_other = fp(src), fp(other)
+    monkeypatch.setitem(run.PROSE_INPUTS, "llm_assistant", lambda: b"the book, edited")
+    assert fp(src) != base and fp(other) == base_other
+    assert set(run.PROSE_INPUTS) == {"app_language", "llm_assistant"}
+    assert run.PROSE_INPUTS["app_language"]() and run.PROSE_INPUTS["llm_assistant"]().startswith(b"chapters/")
