@@ -458,8 +458,9 @@ def test_fingerprint_of_a_chapter_that_reads_book_prose_follows_that_prose(tmp_p
     src = make_nb(tmp_path / "llm_assistant.ipynb", "x = 1")
     other = make_nb(tmp_path / "other.ipynb", "x = 1")
     fp = lambda s: run.fingerprint(s, profile="smoke", seed=0, kernel="cpu")  # noqa: E731
+    assert set(run.PROSE_INPUTS) == {"app_language", "llm_assistant"}
+    assert run.PROSE_INPUTS["app_language"]().startswith(b"(faq)=")
+    assert run.PROSE_INPUTS["llm_assistant"]().startswith(b"chapters/")
     base, base_other = fp(src), fp(other)
     monkeypatch.setitem(run.PROSE_INPUTS, "llm_assistant", lambda: b"the book, edited")
     assert fp(src) != base and fp(other) == base_other
-    assert set(run.PROSE_INPUTS) == {"app_language", "llm_assistant"}
-    assert run.PROSE_INPUTS["app_language"]() and run.PROSE_INPUTS["llm_assistant"]().startswith(b"chapters/")
