@@ -60,7 +60,7 @@ smoke: setup
 	$(BIN)/python -m bigmodel_utils.run --profile smoke --kernel $(KERNEL)
 
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/$(if $(filter 0,$(shell id -u)), --allow-root)
 
 ## make lock: rewrite requirements.lock and environment.yml from the packages in .venv
 lock:

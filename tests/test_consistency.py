@@ -97,3 +97,14 @@ def test_jupyterlab_is_installed(root):
 
     out = subprocess.run([str(Path(sys.executable).parent / "jupyter"), "lab", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip()[0].isdigit()
+
+
+def test_make_lab_runs_as_root_too(root):
+    """JupyterLab refuses to start as root without --allow-root; the README supports root on Debian."""
+    import os
+    import subprocess
+
+    dry = subprocess.run(["make", "-n", "lab", "STAMP=/dev/null"], cwd=root, capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr
+    lab = [line for line in dry.stdout.splitlines() if "jupyter lab" in line]
+    assert lab and ("--allow-root" in lab[-1]) == (os.geteuid() == 0)
