@@ -11,7 +11,7 @@ KERNEL ?= cpu
 SYSTEM_PACKAGES := chromium graphviz espeak-ng dataset-fashion-mnist fonts-noto-cjk
 JB_BUILD := $(BIN)/jupyter-book build --all -W -n --keep-going
 
-.PHONY: setup book test smoke full html lab lock bench clean
+.PHONY: setup book test smoke full html lab lab-fresh kernels-user lock bench clean
 
 setup: $(STAMP)
 
@@ -59,8 +59,23 @@ bench: setup
 smoke: setup
 	$(BIN)/python -m bigmodel_utils.run --profile smoke --kernel $(KERNEL)
 
+## make lab: JupyterLab on working copies of the chapters in _build/lab: your edits, outputs and
+## autosaves stay there (CI compares notebooks/, which they never touch); make lab-fresh starts again
+## (the old copies are moved aside, not deleted). LAB_ARGS passes options to JupyterLab.
+LAB_DIR ?= _build/lab
+LAB_ARGS ?=
 lab: setup
-	$(BIN)/jupyter lab notebooks/$(if $(filter 0,$(shell id -u)), --allow-root)
+	$(BIN)/python -m bigmodel_utils.notebook_copies lab --dest $(LAB_DIR)
+	$(BIN)/jupyter lab --ServerApp.root_dir=$(LAB_DIR)$(if $(filter 0,$(shell id -u)), --allow-root) $(LAB_ARGS)
+
+lab-fresh: setup
+	$(BIN)/python -m bigmodel_utils.notebook_copies lab --fresh --dest $(LAB_DIR)
+	$(BIN)/jupyter lab --ServerApp.root_dir=$(LAB_DIR)$(if $(filter 0,$(shell id -u)), --allow-root) $(LAB_ARGS)
+
+## make kernels-user: register the book's two kernels for this user, so that any JupyterLab, Jupyter
+## Notebook or VS Code lists them (they run .venv's Python)
+kernels-user: setup
+	$(BIN)/python -m bigmodel_utils.kernels install --user
 
 ## make lock: rewrite requirements.lock and environment.yml from the packages in .venv
 lock:

@@ -30,7 +30,7 @@ from .devices import (  # noqa: E402
 )
 from .profiles import PROFILES, Profile, UnknownProfileError, get_profile  # noqa: E402
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "DeviceUnavailableError",

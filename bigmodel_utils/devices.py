@@ -40,7 +40,8 @@ def resolve_device(requested: str | None = "auto") -> str:
     ``auto`` (and ``None``) defer to the ``BIGMODEL_DEVICE`` environment variable
     (the Jupyter kernels set it), and otherwise pick CUDA when present.
     """
-    if requested is None or requested == "auto":
+    from_kernel = requested is None or requested == "auto"
+    if from_kernel:
         requested = os.environ.get(DEVICE_ENV, "auto") or "auto"
     requested = str(requested).strip().lower()
     if requested not in DEVICES:
@@ -52,12 +53,16 @@ def resolve_device(requested: str | None = "auto") -> str:
         return "cpu"
     has_cuda = _cuda_available()
     if requested == "cuda" and not has_cuda:
+        if from_kernel:  # the GPU kernel asked (it sets BIGMODEL_DEVICE=cuda): only another kernel helps
+            remedy = ("Remedy: switch to the CPU kernel 'Python 3 (bigmodel, CPU)' (bigmodel-cpu; JupyterLab: Kernel > "
+                      "Change Kernel; runner: --kernel cpu), or run on a machine with a GPU.")
+        else:
+            remedy = ("Remedy: set device = \"auto\" (or \"cpu\") in the parameters cell, or run on a "
+                      "machine with a GPU.")
         raise DeviceUnavailableError(
             "CUDA was requested but torch sees no GPU on this machine "
             f"(torch.cuda.is_available() is False; CUDA_VISIBLE_DEVICES="
-            f"{os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')!r}). "
-            "Remedy: choose the CPU kernel 'bigmodel-cpu' (runner: --kernel cpu), "
-            "or pass device='cpu' or 'auto'."
+            f"{os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')!r}). " + remedy
         )
     return "cuda" if has_cuda else "cpu"
 

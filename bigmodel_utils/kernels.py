@@ -5,7 +5,7 @@ CPU results whatever the machine. ``bigmodel-gpu`` asks for CUDA; on a machine
 without one, the first cell of every chapter (``setup_notebook``) stops with a
 message naming the CPU kernel. Both run Keras on the torch backend.
 
-Usage: ``python -m bigmodel_utils.kernels install|list``
+Usage: ``python -m bigmodel_utils.kernels install [--user | --prefix P] | list``
 """
 from __future__ import annotations
 
@@ -49,16 +49,21 @@ def kernel_json(kind: str, python: str | None = None) -> dict:
     }
 
 
-def install(prefix: str | None = None) -> list[str]:
-    """Install both kernelspecs under ``prefix`` (default: the running environment)."""
+def install(prefix: str | None = None, *, user: bool = False) -> list[str]:
+    """Install both kernelspecs under ``prefix`` (default: the running environment), or with ``user``
+    into the user's Jupyter folder, where every Jupyter client and VS Code finds them. Either way the
+    kernels launch this interpreter, the one that has ``bigmodel_utils`` and the pinned stack."""
     from jupyter_client.kernelspec import KernelSpecManager
 
+    if user and prefix:
+        raise ValueError("choose --user or --prefix, not both")
     ksm = KernelSpecManager()
     paths = []
     for kind, spec in KERNELS.items():
         with tempfile.TemporaryDirectory() as d:
             (Path(d) / "kernel.json").write_text(json.dumps(kernel_json(kind), indent=1))
-            paths.append(ksm.install_kernel_spec(d, spec["name"], prefix=prefix or sys.prefix))
+            where = {"user": True} if user else {"prefix": prefix or sys.prefix}
+            paths.append(ksm.install_kernel_spec(d, spec["name"], **where))
     return paths
 
 
@@ -66,9 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bigmodel_utils.kernels", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["install", "list"])
     parser.add_argument("--prefix", help="install under PREFIX/share/jupyter/kernels (default: this environment)")
+    parser.add_argument("--user", action="store_true",
+                        help="install for this user (~/.local/share/jupyter/kernels): visible to any Jupyter and VS Code")
     args = parser.parse_args(argv)
+    if args.user and args.prefix:
+        parser.error("choose --user or --prefix, not both")
     if args.command == "install":
-        for p in install(args.prefix):
+        for p in install(args.prefix, user=args.user):
             print(f"installed kernel {Path(p).name} -> {p}")
     else:
         from jupyter_client.kernelspec import KernelSpecManager

@@ -93,15 +93,7 @@ def predict_digits(model, images, batch_size: int = 256):
     return probs.argmax(axis=1), probs.max(axis=1)
 
 
-CACHE_DIR_ENV = "BIGMODEL_CACHE"
-
-
-def cache_dir():
-    """Where trained models are cached between chapters (``BIGMODEL_CACHE`` or ``_build/cache``)."""
-    import os
-    from pathlib import Path
-
-    return Path(os.environ.get(CACHE_DIR_ENV, Path(__file__).resolve().parent.parent / "_build" / "cache"))
+from .locations import CACHE_DIR_ENV, cache_dir  # noqa: E402,F401 - re-exported: chapters call models.cache_dir()
 
 
 def trained_article_cnn(*, epochs: int, n_train: int | None = None, seed: int = 0, use_cache: bool = True,

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-LOCK_FILE = Path(__file__).resolve().parent.parent / "requirements.lock"
-BIB_FILE = LOCK_FILE.parent / "book" / "references.bib"
+from .locations import book_dir, lock_file
+
+LOCK_FILE = lock_file()
+BIB_FILE = book_dir() / "references.bib"
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from pathlib import Path
 
 from .devices import RUN_INFO_ENV, THREADS_ENV
 from .kernels import KERNELS, kernel_name
+from .notebook_copies import fold_parameters, relink
 from .profiles import get_profile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -426,6 +427,7 @@ def execute_one(src: Path, dest: Path, *, profile: str, kernel: str, seed: int, 
                 raise NotebookFailed(_explain(err, src, dest, profile=profile, kernel=kernel,
                                               cell_timeout=cell_timeout, tmp=tmp)) from None
         seconds = time.perf_counter() - start
+        _finish_copy(tmp, src, dest)
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
         return _entry(seconds, profile, kernel, mem.peak, _read_run_info(info))
@@ -433,6 +435,16 @@ def execute_one(src: Path, dest: Path, *, profile: str, kernel: str, seed: int, 
         os.environ.pop(RUN_INFO_ENV, None)
         for p in (tmp, info):
             p.unlink(missing_ok=True)
+
+
+def _finish_copy(path: Path, src: Path, dest: Path) -> None:
+    """The executed notebook as it is kept: papermill's injected cell folded into the parameters cell
+    (one cell, holding the values it ran with) and links rewritten for the destination's folder."""
+    import nbformat
+
+    nb = fold_parameters(nbformat.read(path, 4))
+    relink(nb, src.parent, dest.parent)
+    nbformat.write(nb, path)
 
 
 def _entry(seconds: float, profile: str, kernel: str, peak: int, kernel_info: dict) -> dict:
@@ -706,16 +718,19 @@ def record_state(path: Path, dest: Path, fp: str) -> None:
 
 
 def _merged(src: Path, dest: Path):
-    """The executed copy with the source's markdown and raw cells, code cells and outputs kept.
+    """The executed copy with the source's markdown and raw cells (links rewritten for the copy's
+    folder), its code cells and outputs kept.
 
-    Code cells pair up in order (the fingerprint proved them identical); papermill's injected cell
-    stays after the parameters cell. Returns the notebook, or None if the cells do not pair up.
+    Code cells pair up in order (the fingerprint proved them identical; the copy's parameters cell
+    holds the values it ran with). Returns the notebook, or None if the cells do not pair up.
     """
     import nbformat
 
     new, old = nbformat.read(src, 4), nbformat.read(dest, 4)
-    code = [c for c in old.cells if c.cell_type == "code" and not _injected(c)]
-    injected = [c for c in old.cells if _injected(c)]
+    if any(_injected(c) for c in old.cells):  # written before the runner folded the injected cell
+        fold_parameters(old)
+    relink(new, src.parent, dest.parent)
+    code = [c for c in old.cells if c.cell_type == "code"]
     if len(code) != sum(c.cell_type == "code" and not _injected(c) for c in new.cells):
         return None
     prose = [c for c in old.cells if c.cell_type != "code"]
@@ -727,8 +742,6 @@ def _merged(src: Path, dest: Path):
             cells.append(_carried(c, by_id.get(c.get("id"), at_position)))
         elif not _injected(c):
             cells.append(next(code_iter))
-            if "parameters" in c.metadata.get("tags", []):
-                cells += injected
     old.cells = cells
     return old
 

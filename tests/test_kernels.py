@@ -38,3 +38,21 @@ def test_both_kernels_are_registered_in_this_environment(capsys):
     kernels.main(["list"])
     out = capsys.readouterr().out
     assert "MISSING" not in out and "bigmodel-cpu" in out and "bigmodel-gpu" in out
+
+
+def test_install_for_the_user_is_found_by_any_jupyter(tmp_path):
+    """`python -m bigmodel_utils.kernels install --user` (make kernels-user): the kernels land in the
+    user's Jupyter data folder, which every Jupyter client and VS Code searches, and launch this Python."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "JUPYTER_DATA_DIR": str(tmp_path / "user-data")}
+    out = subprocess.run([sys.executable, "-m", "bigmodel_utils.kernels", "install", "--user"], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert str(tmp_path / "user-data" / "kernels" / "bigmodel-cpu") in out
+    spec = json.loads((tmp_path / "user-data" / "kernels" / "bigmodel-cpu" / "kernel.json").read_text())
+    assert spec["argv"][0] == sys.executable and spec["env"]["CUDA_VISIBLE_DEVICES"] == ""
+    bad = subprocess.run([sys.executable, "-m", "bigmodel_utils.kernels", "install", "--user", "--prefix", "/x"],
+                         env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "not both" in bad.stderr

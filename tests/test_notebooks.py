@@ -6,13 +6,14 @@ import nbformat
 import pytest
 
 from bigmodel_utils import output_check, run
+from bigmodel_utils.notebook_copies import parameter_values, relink
 
 CHAPTERS = run.book_order()
 
 
 def code_and_markdown(nb):
-    """Cell sources without papermill's injected-parameters cell."""
-    return [(c.cell_type, c.source) for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    """Cell sources, the parameters cell aside (each copy holds the values it was executed with)."""
+    return [(c.cell_type, c.source) for c in nb.cells if "parameters" not in c.metadata.get("tags", [])]
 
 
 TOLERANCES = output_check.load_tolerances()
@@ -68,9 +69,12 @@ def test_chapter_reproduces_committed_outputs_with_another_thread_count(name, ro
 def test_published_copy_has_the_same_source_and_full_outputs(name, root):
     src = nbformat.read(root / "notebooks" / f"{name}.ipynb", 4)
     pub = nbformat.read(root / "book" / "chapters" / f"{name}.ipynb", 4)
-    assert code_and_markdown(src) == code_and_markdown(pub), "re-run `make full` after editing notebooks/"
-    assert src.metadata["papermill"]["parameters"]["profile"] == "smoke"
-    assert pub.metadata["papermill"]["parameters"]["profile"] == "full"
+    relinked = relink(nbformat.read(root / "notebooks" / f"{name}.ipynb", 4), root / "notebooks", root / "book" / "chapters")
+    assert code_and_markdown(relinked) == code_and_markdown(pub), "re-run `make full` after editing notebooks/"
+    for nb, profile in ((src, "smoke"), (pub, "full")):
+        assert nb.metadata["papermill"]["parameters"]["profile"] == profile
+        assert parameter_values(nb) == {"profile": profile, "device": "auto", "seed": 0}, "one parameters cell, as run"
+        assert not any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
 
 
 @pytest.mark.parametrize("folder", ["notebooks", "book/chapters"])
@@ -81,8 +85,9 @@ def test_notebook_conventions(name, folder, root):
     assert cells[0].cell_type == "markdown" and cells[0].source.startswith("# "), "a title first"
     tags = [c.metadata.get("tags", []) for c in cells]
     assert any("parameters" in t for t in tags), "a cell tagged 'parameters'"
-    first_code = next(c for c in cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])
-                      and "injected-parameters" not in c.metadata.get("tags", []))
+    assert [c for c in cells if c.cell_type == "code"][0].metadata["tags"][0] == "install-cell", "install cell first"
+    first_code = next(c for c in cells if c.cell_type == "code" and not {"parameters", "install-cell"} & set(
+        c.metadata.get("tags", [])))
     assert "setup_notebook(profile, device, seed)" in first_code.source
     assert any(o.get("text", "").startswith("Environment:") for o in first_code.outputs), "environment report printed"
     assert any(c.cell_type == "code" and c.source.startswith("# Check") and "assert" in c.source for c in cells)
@@ -90,7 +95,8 @@ def test_notebook_conventions(name, folder, root):
     assert nb.metadata["kernelspec"]["name"] == "bigmodel-cpu"
     for c in cells:
         if c.cell_type == "code":
-            assert c.execution_count is not None, "executed"
+            # the install cell prints nothing in the book's kernels; it was added without re-executing
+            assert c.execution_count is not None or "install-cell" in c.metadata.get("tags", []), "executed"
             assert not any(o.output_type == "error" for o in c.outputs), "no outputs of a failed run"
             assert len(c.source.splitlines()) <= 30, "short cells"
             if any("image/png" in o.get("data", {}) for o in c.outputs):

@@ -182,7 +182,8 @@ def test_incremental_run_skips_unchanged_chapters_and_carries_new_prose(tmp_path
     new, old = nbformat.read(dest, 4), nbformat.reads(first.decode(), 4)
     assert new.cells[0].source == "# New title"
     assert [c for c in new.cells if c.cell_type == "code"] == [c for c in old.cells if c.cell_type == "code"]
-    assert any("injected-parameters" in c.metadata.get("tags", []) for c in new.cells)
+    assert not any("injected-parameters" in c.metadata.get("tags", []) for c in new.cells)
+    assert new.cells[1].source == 'profile = "smoke"\ndevice = "auto"\nseed = 0', "one parameters cell, as run"
     assert not list(iso.joinpath("running").glob("*.ipynb"))
 
     state = json.loads((iso / "state_dir" / "smoke-cpu.json").read_text())

