@@ -32,6 +32,8 @@ PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
 INSTALL_TAG = "install-cell"
 LINK = re.compile(r"(\]\()([^)\s]+)(\))")
+#: the path argument of a MyST figure or image directive (it is a link too)
+DIRECTIVE = re.compile(r"^(\s*(?:```|:::)\{(?:figure|image)\}[ \t]+)(\S+)()", re.M)
 _ASSIGNMENT = re.compile(r"^(?P<name>[A-Za-z_]\w*)(?P<eq>\s*=\s*)(?P<value>[^#\n]*?)(?P<comment>\s+#.*)?$")
 
 #: Memory of a free Binder session (mybinder.org guarantees 1 GB and allows up to 2 GB).
@@ -111,7 +113,8 @@ def relative_links(nb) -> list[str]:
     out = []
     for c in nb.cells:
         if c.cell_type == "markdown":
-            out += [m.group(2).split("#")[0] for m in LINK.finditer(c.source) if _is_relative(m.group(2))]
+            for pattern in (LINK, DIRECTIVE):
+                out += [m.group(2).split("#")[0] for m in pattern.finditer(c.source) if _is_relative(m.group(2))]
     return [t for t in out if t]
 
 
@@ -140,8 +143,9 @@ def relink(nb, src_dir: Path, dest_dir: Path):
         return nb
     for c in nb.cells:
         if c.cell_type == "markdown":
-            c.source = LINK.sub(lambda m: m.group(1) + relink_target(m.group(2), src_dir, dest_dir) + m.group(3),
-                                c.source)
+            for pattern in (LINK, DIRECTIVE):
+                c.source = pattern.sub(lambda m: m.group(1) + relink_target(m.group(2), src_dir, dest_dir) + m.group(3),
+                                       c.source)
     return nb
 
 
@@ -296,3 +300,58 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# --- what the book's pages show --------------------------------------------------------------------
+
+#: Tags that only say how the book's pages show a cell (MyST-NB); :func:`page_tags` decides them.
+PAGE_TAGS = frozenset({"remove-cell", "hide-cell", "hide-input", "check"})
+_GLUE_IMPORT = re.compile(r"^from (myst_nb|bigmodel_utils\.glue) import ")
+_IMPORT_LINE = re.compile(r"^(import \S|from \S+ import |plots\.use_book_style\(\))")
+
+
+def _code_lines(source: str) -> list[str]:
+    return [line for line in source.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def page_tags(cell) -> set[str]:
+    """How the book's pages show a cell, so that the machinery stays out of the reader's way:
+
+    * the install cell, glue cells (numbers for other pages and for the prose), their "For the
+      comparison table" headings and the JupyterLab-only summary tables are removed from the page;
+    * the parameters cell, the setup cell (environment line, settings) and import-only cells are
+      folded, input and output;
+    * ``# Check`` cells are folded to one line that says what was checked (``check``; the label is
+      written by ``book/_ext/book_fixes.py``), their output, if any, stays visible.
+    Every cell stays in the notebook, for learners and for the tests.
+    """
+    tags = set(cell.get("metadata", {}).get("tags", []))
+    source = cell.source
+    if cell.cell_type == "markdown":
+        return {"remove-cell"} if source.startswith("### For the comparison table") else set()
+    if cell.cell_type != "code":
+        return set()
+    lines = _code_lines(source)
+    if INSTALL_TAG in tags or "summary_numbers(" in source:
+        return {"remove-cell"}
+    if PARAMETERS_TAG in tags or "setup_notebook(" in source:
+        return {"hide-cell"}
+    if source.startswith("# Check"):
+        return {"hide-input", "check"}
+    if lines and _GLUE_IMPORT.match(lines[0]) and any("glue(" in line for line in lines):
+        return {"remove-cell"}
+    if lines and all(re.match(r"\s*glue\(", line) for line in lines):
+        return {"remove-cell"}
+    if lines and all(_IMPORT_LINE.match(line) for line in lines):
+        return {"hide-cell"}
+    return set()
+
+
+def apply_page_tags(nb):
+    """Give every cell exactly the page tags :func:`page_tags` decides (other tags stay). In place."""
+    for cell in nb.cells:
+        tags = [t for t in cell.get("metadata", {}).get("tags", []) if t not in PAGE_TAGS]
+        tags += sorted(page_tags(cell) - set(tags))
+        if tags or "tags" in cell.get("metadata", {}):
+            cell.metadata["tags"] = tags
+    return nb

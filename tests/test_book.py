@@ -45,11 +45,11 @@ def test_execution_report_lists_every_chapter(built, root):
 
 @pytest.mark.book
 def test_lifecycle_diagram_is_an_inline_graphviz_image(built):
-    """The concepts chapter's lifecycle diagrams are rendered by Graphviz at build time (SVG or PNG
-    files in the book, no JavaScript renderer such as Mermaid that fails offline from file://)."""
+    """The concepts chapter's lifecycle diagrams are Graphviz drawings rendered to SVG files
+    (tools/render_diagrams.py), no JavaScript renderer such as Mermaid that fails offline from file://."""
     html = (built / "book/chapters/concepts.html").read_text()
     assert 'class="mermaid"' not in html and "mermaid.min.js" not in html
-    images = re.findall(r'<(?:img|object)[^>]+(?:src|data)="([^"]*graphviz-[^"]+\.(?:svg|png))"', html)
+    images = re.findall(r'<img[^>]+src="([^"]*concepts_lifecycle_[a-z]+\.svg)"', html)
     assert len(images) >= 2, images
     for src in images:
         assert (built / "book/chapters" / src).resolve().is_file(), src

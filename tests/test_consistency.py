@@ -59,7 +59,9 @@ COVERED = {
     "make lock": "test_environment_yml_installs_the_same_pins (tools/write_lock.py writes both)",
     ".venv/bin/python -m bigmodel_utils.kernels list": "test_kernels.test_both_kernels_are_registered_in_this_environment",
     ".venv/bin/jupyter lab": "test_jupyterlab_is_installed",
-    "make lab": "test_jupyterlab_is_installed",
+    "make lab": "test_learner_path.test_make_lab_serves_the_working_copies_with_myst_rendering",
+    "make lab-fresh": "test_learner_path.test_make_lab_opens_working_copies_as_root_too (and the --fresh backup test)",
+    "make kernels-user": "test_kernels.test_install_for_the_user_is_found_by_any_jupyter",
     "make bench": "test_bench.test_quick_benchmarks_run",
     ".venv/bin/python -m bigmodel_utils.run --output-dir _build/smoke mathematics":
         "test_notebooks (every chapter executed by the runner into a scratch folder)",

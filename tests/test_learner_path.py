@@ -180,7 +180,7 @@ def test_jupyterlab_myst_is_compatible_with_this_jupyterlab():
 
 @pytest.mark.parametrize("folder", ["notebooks", "book/chapters"])
 def test_every_chapter_starts_with_the_current_install_cell(folder):
-    """Run tools/sync_install_cells.py after changing CHAPTER_NEEDS or the version."""
+    """Run tools/sync_notebook_cells.py after changing CHAPTER_NEEDS or the version."""
     for name in CHAPTERS:
         nb = nbformat.read(ROOT / folder / f"{name}.ipynb", 4)
         first = next(c for c in nb.cells if c.cell_type == "code")
@@ -327,3 +327,18 @@ def test_performance_chapter_runs_from_outside_the_repository(tmp_path):
     pm.execute_notebook(str(ROOT / "notebooks" / "performance.ipynb"), str(tmp_path / "p.ipynb"),
                         parameters={"profile": "smoke"}, kernel_name="bigmodel-cpu", cwd=str(tmp_path),
                         progress_bar=False)
+
+
+def test_diagrams_are_svg_files_rendered_from_their_current_source(root):
+    """JupyterLab showed the concepts diagrams as Graphviz source: they are SVG files now, each
+    stamped with the SHA-256 of its .dot source (re-render: tools/render_diagrams.py)."""
+    sys.path.insert(0, str(root / "tools"))
+    from render_diagrams import SOURCES, stamp
+
+    dots = sorted(SOURCES.glob("*.dot"))
+    assert dots
+    for dot in dots:
+        assert stamp(dot) in (root / "book" / "images" / f"{dot.stem}.svg").read_text(), f"re-render {dot.name}"
+    for folder in ("notebooks", "book/chapters"):
+        for name in CHAPTERS:
+            assert "{graphviz}" not in (root / folder / f"{name}.ipynb").read_text(), name

@@ -5,7 +5,9 @@ Usage: python tools/browser_check.py [HTML_DIR] [--screenshots DIR]
 The book is served on 127.0.0.1 and every page is loaded in Debian's Chromium (driven by
 Playwright, without downloading a browser). For each page it checks that MathJax typeset
 all math (no raw TeX left outside code), every image and diagram loaded, the console shows
-no errors, and no request left 127.0.0.1; it saves a full-page screenshot. Exit status 1
+no errors, no request left 127.0.0.1, nothing is cut off at the right edge at 1280 px and at
+390 px (a phone), and no figure is shown at less than half its natural width; it saves a
+full-page screenshot at both widths. Exit status 1
 when any page fails. `make book` runs it on _build/html; tests/test_browser.py runs it on
 a fresh build.
 """
@@ -35,6 +37,38 @@ PAGE_PROBE = """() => {
           mathSpans: document.querySelectorAll('.math').length, images: imgs};
 }"""
 RAW_TEX = ("\\(", "\\[", "$$", "\\begin{", "\\frac", "\\sum")
+
+#: Page widths at which nothing may be cut off: a desktop browser and a phone.
+WIDTHS = (1280, 390)
+# Elements of the article wider than the box that shows them, with no visible scroll bar: content that a
+# reader cannot see. An element inside a box that scrolls horizontally (overflow-x auto or scroll) is fine.
+OVERFLOW_PROBE = """() => {
+  const art = document.querySelector('main #main-content article') || document.querySelector('article') || document.body;
+  const right = art.getBoundingClientRect().right;
+  const scrolls = e => ['auto', 'scroll'].includes(getComputedStyle(e).overflowX);
+  const bad = [];
+  for (const el of art.querySelectorAll('pre, table, div.highlight, div.cell_output, .output, img, svg, mjx-container, figure, p, li, dl')) {
+    if (!el.getClientRects().length) continue;  // not shown (a folded cell)
+    let a = el.parentElement, scroller = null;
+    while (a && a !== document.body) { if (scrolls(a)) { scroller = a; break; } a = a.parentElement; }
+    const cs = getComputedStyle(el), inline = cs.display.startsWith('inline'), r = el.getBoundingClientRect();
+    const wider = el.scrollWidth > el.clientWidth + 2;
+    // clipped by its own box (overflow hidden or clip): cut off even inside a scrolling ancestor
+    const own = !inline && wider && ['hidden', 'clip'].includes(cs.overflowX);
+    // reaching past the article's right edge, with nothing that scrolls in between
+    const reach = inline ? r.right : r.left + Math.max(el.scrollWidth, r.width);
+    const past = !scroller && !scrolls(el) && reach > right + 2;
+    const spill = false;
+    if (own || past || spill) {
+      const text = (el.innerText || el.getAttribute('alt') || el.tagName).trim().slice(0, 60).replace(/\s+/g, ' ');
+      bad.push(`${el.tagName.toLowerCase()} ${Math.round(el.scrollWidth)}>${Math.round(el.clientWidth)} px: ${text}`);
+    }
+  }
+  return bad;
+}"""
+# Figures shown at less than half their natural width are too small to read (measured at the desktop width).
+SHRUNK_PROBE = """() => [...document.querySelectorAll('article img')].filter(i => i.naturalWidth > 0 && i.getClientRects().length
+  && i.clientWidth < i.naturalWidth / 2).map(i => `${i.currentSrc.split('/').pop()} shown at ${i.clientWidth} of ${i.naturalWidth} px`)"""
 
 
 @dataclass
@@ -82,7 +116,7 @@ def check_book(html_dir: Path, screenshots: Path | None = None, pages: list[str]
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             for rel in pages:
                 res = PageResult(rel)
-                page = browser.new_page(viewport={"width": 1200, "height": 900})
+                page = browser.new_page(viewport={"width": WIDTHS[0], "height": 900})
                 page.on("request", lambda r, res=res: (urlparse(r.url).hostname not in ("127.0.0.1", None)
                                                         and r.url.split(":")[0] in ("http", "https", "ws", "wss")
                                                         and res.external_requests.append(r.url)))
@@ -111,10 +145,16 @@ def check_book(html_dir: Path, screenshots: Path | None = None, pages: list[str]
                         res.problems.append(f"image did not load: {img['src']}")
                 if res.external_requests:
                     res.problems.append(f"requests left 127.0.0.1: {sorted(set(res.external_requests))[:5]}")
-                if screenshots:
-                    out = screenshot_path(screenshots, rel)
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    page.screenshot(path=str(out), full_page=True)
+                res.problems += [f"shrunk figure: {s}" for s in page.evaluate(SHRUNK_PROBE)]
+                for width in WIDTHS:
+                    page.set_viewport_size({"width": width, "height": 900})
+                    page.evaluate("() => document.fonts.ready.then(() => null)")  # widths settle once fonts load
+                    page.wait_for_timeout(300)
+                    res.problems += [f"cut off at {width} px: {b}" for b in page.evaluate(OVERFLOW_PROBE)]
+                    if screenshots:
+                        out = screenshot_path(screenshots, rel, width)
+                        out.parent.mkdir(parents=True, exist_ok=True)
+                        page.screenshot(path=str(out), full_page=True)
                 page.close()
                 results.append(res)
             browser.close()
@@ -139,8 +179,10 @@ def page_digests(html_dir: Path) -> dict[str, str]:
             for p in files if p.suffix == ".html" and "_static" not in p.parts}
 
 
-def screenshot_path(screenshots: Path, page: str) -> Path:
-    return Path(screenshots) / (page.replace("/", "__").removesuffix(".html") + ".png")
+def screenshot_path(screenshots: Path, page: str, width: int = WIDTHS[0]) -> Path:
+    """The desktop screenshot keeps the page's name; the phone one adds its width."""
+    suffix = "" if width == WIDTHS[0] else f"@{width}"
+    return Path(screenshots) / (page.replace("/", "__").removesuffix(".html") + suffix + ".png")
 
 
 def pages_to_check(digests: dict[str, str], passed: dict[str, str], screenshots: Path) -> list[str]:

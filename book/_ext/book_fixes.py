@@ -4,10 +4,38 @@
   every page log "Identifier 'THEBE_JS_URL' has already been declared"; keep the first copy.
 * The book theme starts without a colour mode, and its script logs "Got invalid theme mode"
   on every page; start in light mode (readers can still switch).
+* A folded ``# Check`` cell (tag ``check``) shows what it checked as its one-line label (the
+  comment it starts with) instead of "Show code cell source"; the assertions open on a click.
 * A chapter that cannot run in a free Binder session (``CHAPTER_NEEDS`` of
   ``bigmodel_utils.notebook_copies``) gets no Binder button.
 """
+import html
+import re
+
 from bigmodel_utils.notebook_copies import CHAPTER_NEEDS
+
+_CHECK_CELL = re.compile(
+    r'(<div class="cell tag_check[^"]*">\s*<details class="[^"]*">\s*<summary[^>]*>\s*'
+    r'<p class="collapsed admonition-title">)Show code cell source(</p>\s*'
+    r'<p class="expanded admonition-title">)Hide code cell source(</p>\s*</summary>\s*'
+    r'<div class="cell_input[^>]*>\s*<div class="highlight[^>]*><div class="highlight"><pre><span></span>)'
+    r'((?:<span class="c1">[^<]*</span>\n?)+)')
+
+
+def _check_label(comments: str) -> str:
+    """The cell's leading comment lines as one sentence: "# Check: a, b" -> "Checked: a, b"."""
+    lines = [html.unescape(t).lstrip("#").strip() for t in re.findall(r'<span class="c1">([^<]*)</span>', comments)]
+    text = " ".join(lines)
+    text = re.sub(r"^Check(s)?\b:?\s*", "", text)
+    return "Checked: " + (text or "the claims above")
+
+
+def _label_checks(context) -> None:
+    body = context.get("body")
+    if body and "tag_check" in body:
+        context["body"] = _CHECK_CELL.sub(
+            lambda m: m.group(1) + html.escape(_check_label(m.group(4))) + m.group(2) + "Hide the check"
+            + m.group(3) + m.group(4), body)
 
 
 def _drop_binder_button(pagename, context):
@@ -23,6 +51,7 @@ def _drop_binder_button(pagename, context):
 
 def _page_fixes(app, pagename, templatename, context, doctree):
     _drop_binder_button(pagename, context)
+    _label_checks(context)
     context["default_mode"] = context.get("default_mode") or "light"
     seen, unique = set(), []
     for script in context.get("script_files", []):
