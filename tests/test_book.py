@@ -61,3 +61,28 @@ def test_glossary_and_faq_link_to_the_chapters(built):
         html = (built / f"{page}.html").read_text()
         links = set(re.findall(r'href="(chapters/[a-z_]+)\.html', html))
         assert len(links) >= 8, (page, links)
+
+
+@pytest.mark.book
+def test_chapter_pages_keep_the_machinery_out_of_the_way(built):
+    """One parameters cell, folded; no install cell, glue cell or JupyterLab-only table on the page;
+    every # Check cell folded to a one-line label saying what it checked; exercises and reading."""
+    from bigmodel_utils.run import book_order
+
+    for name in book_order():
+        html = (built / f"book/chapters/{name}.html").read_text()
+        assert "Setup outside the book" not in html and "# Parameters" not in html, name
+        assert "summary_numbers(" not in html and "For the comparison table" not in html, name
+        checks, labels = html.count('class="cell tag_check'), html.count(">Checked: ")
+        assert checks == labels and "Show code cell source</p>\n<p class=\"expanded admonition-title\">Hide the check" not in html
+        assert 'id="exercises"' in html and 'id="further-reading"' in html, name
+        assert html.count("tag_parameters") == 1 and "tag_hide-cell" in html, name
+
+
+@pytest.mark.book
+def test_sidebar_numbers_chapters_and_keeps_maintainer_pages_apart(built):
+    html = (built / "book/intro.html").read_text()
+    assert re.search(r'href="chapters/concepts.html">1\. ', html)
+    nav = html[html.index("For maintainers"):]
+    assert "chapters/performance.html" in nav and "execution_report.html" in nav
+    assert not (built / "genindex.html").exists(), "no empty index page"

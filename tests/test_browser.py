@@ -62,3 +62,30 @@ def test_only_changed_pages_are_checked_again(built_book, tmp_path):
     html.write_text(html.read_text().replace("a prose edit", "another edit"))
     assert main([str(copy), "--screenshots", str(shots), "--state", str(state)]) == 0  # checks one page
     assert json.loads(state.read_text())[page] == page_digests(copy)[page]
+
+
+def test_checker_finds_cut_off_content_and_shrunk_figures(tmp_path):
+    """The overflow probe: content wider than its box with no scroll bar is reported at each width; the
+    same content inside a box that scrolls is not; a figure shown below half its width is reported."""
+    import base64
+    import struct
+    import zlib
+
+    def png(width, height=2):
+        raw = b"".join(b"\0" + b"\xff" * 3 * width for _ in range(height))
+        chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))  # noqa: E731
+        return base64.b64encode(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")).decode()
+
+    wide = "x" * 400
+    page = '<html><body><main id="main-content"><article style="width:600px">{}</article></main></body></html>'
+    (tmp_path / "bad.html").write_text(page.format(
+        f'<div style="overflow:hidden;width:300px"><pre style="white-space:pre">{wide}</pre></div>'
+        f'<img alt="big" style="width:500px" src="data:image/png;base64,{png(1400)}">'))
+    (tmp_path / "good.html").write_text(page.format(
+        f'<div style="overflow-x:auto;width:300px"><pre style="white-space:pre">{wide}</pre></div>'
+        f'<img alt="ok" style="width:500px" src="data:image/png;base64,{png(800)}">'))
+    results = {r.page: r.problems for r in check_book(tmp_path, None, ["bad.html", "good.html"])}
+    assert results["good.html"] == [], results["good.html"]
+    bad = " ".join(results["bad.html"])
+    assert "cut off at 1280 px: pre" in bad and "cut off at 390 px" in bad and "shrunk figure" in bad

@@ -342,3 +342,27 @@ def test_diagrams_are_svg_files_rendered_from_their_current_source(root):
     for folder in ("notebooks", "book/chapters"):
         for name in CHAPTERS:
             assert "{graphviz}" not in (root / folder / f"{name}.ipynb").read_text(), name
+
+
+@pytest.mark.parametrize("folder", ["notebooks", "book/chapters"])
+def test_page_tags_are_current(folder):
+    """Run tools/sync_notebook_cells.py after changing the rules of notebook_copies.page_tags."""
+    for name in CHAPTERS:
+        nb = nbformat.read(ROOT / folder / f"{name}.ipynb", 4)
+        before = [c.metadata.get("tags", []) for c in nb.cells]
+        assert before == [c.metadata.get("tags", []) for c in nc.apply_page_tags(nb).cells], name
+
+
+def test_page_tags_rules():
+    check = new_code_cell("# Check: x is one.\nassert x == 1")
+    glue_cell = new_code_cell('from myst_nb import glue\n\nglue("a", 1, display=False)\nprint("a")')
+    imports = new_code_cell("import numpy as np\nfrom bigmodel_utils import plots\n\nplots.use_book_style()")
+    work = new_code_cell("x = np.arange(3)\nx")
+    heading = new_markdown_cell("### For the comparison table\n\ntext")
+    assert nc.page_tags(check) == {"hide-input", "check"} and nc.page_tags(glue_cell) == {"remove-cell"}
+    assert nc.page_tags(imports) == {"hide-cell"} and nc.page_tags(work) == set()
+    assert nc.page_tags(_params()) == {"hide-cell"} and nc.page_tags(heading) == {"remove-cell"}
+    nb = _nb(check, work)
+    nb.cells[1].metadata["tags"] = ["hide-input", "nbval-ignore-output"]  # a stale page tag goes, others stay
+    nc.apply_page_tags(nb)
+    assert nb.cells[0].metadata["tags"] == ["check", "hide-input"] and nb.cells[1].metadata["tags"] == ["nbval-ignore-output"]

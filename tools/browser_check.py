@@ -64,6 +64,15 @@ OVERFLOW_PROBE = """() => {
       bad.push(`${el.tagName.toLowerCase()} ${Math.round(el.scrollWidth)}>${Math.round(el.clientWidth)} px: ${text}`);
     }
   }
+  // a box that scrolls sideways shows its scroll bar at its bottom edge: on a box taller than 400 px
+  // that bar is out of sight while the reader looks at the cut-off top, so it does not count as visible
+  for (const el of art.querySelectorAll('*')) {
+    if (!el.getClientRects().length || !scrolls(el) || el.scrollWidth <= el.clientWidth + 2) continue;
+    if (el.clientHeight > 400) {
+      const text = (el.innerText || el.tagName).trim().slice(0, 60).replace(/\s+/g, ' ');
+      bad.push(`${el.tagName.toLowerCase()} ${Math.round(el.scrollWidth)}>${Math.round(el.clientWidth)} px, its scroll bar ${Math.round(el.clientHeight)} px below its top: ${text}`);
+    }
+  }
   return bad;
 }"""
 # Figures shown at less than half their natural width are too small to read (measured at the desktop width).

@@ -6,6 +6,8 @@
   on every page; start in light mode (readers can still switch).
 * A folded ``# Check`` cell (tag ``check``) shows what it checked as its one-line label (the
   comment it starts with) instead of "Show code cell source"; the assertions open on a click.
+* Every cell of a prose table carries its column's header as ``data-label``, so that on a phone,
+  where the stylesheet shows one block per row, each value keeps its label.
 * A chapter that cannot run in a free Binder session (``CHAPTER_NEEDS`` of
   ``bigmodel_utils.notebook_copies``) gets no Binder button.
 """
@@ -49,9 +51,34 @@ def _drop_binder_button(pagename, context):
                                  if g.get("label") != "launch-buttons" or g["buttons"]]
 
 
+_TABLE = re.compile(r'<table class="table">.*?</table>', re.S)
+
+
+def _label_cells(table: str) -> str:
+    """Add data-label="<header>" to the td cells of one table (by column position)."""
+    head = re.search(r"<thead>(.*?)</thead>", table, re.S)
+    if not head:
+        return table
+    labels = [html.escape(re.sub(r"<[^>]+>", "", h).strip(), quote=True)
+              for h in re.findall(r"<th[^>]*>(.*?)</th>", head.group(1), re.S)]
+
+    def row(m):
+        cells = iter(labels)
+        return re.sub(r"<td(?![^>]*data-label)", lambda _: f'<td data-label="{next(cells, "")}"', m.group(0))
+
+    return table[:head.end()] + re.sub(r"<tr[^>]*>.*?</tr>", row, table[head.end():], flags=re.S)
+
+
+def _label_tables(context) -> None:
+    body = context.get("body")
+    if body and '<table class="table">' in body:
+        context["body"] = _TABLE.sub(lambda m: _label_cells(m.group(0)), body)
+
+
 def _page_fixes(app, pagename, templatename, context, doctree):
     _drop_binder_button(pagename, context)
     _label_checks(context)
+    _label_tables(context)
     context["default_mode"] = context.get("default_mode") or "light"
     seen, unique = set(), []
     for script in context.get("script_files", []):
