@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .plots import bare_axes
+from .plots import MAX_WIDTH_IN, bare_axes
 
 
 def conv_params(kernel: int, c_in: int, c_out: int) -> int:
@@ -232,14 +232,14 @@ def filters_figure(kernel: np.ndarray, title: str, ncols: int = 8):
         raise ValueError(f"expected a first-layer kernel of shape (k, k, 1, n), got {kernel.shape}")
     n = kernel.shape[3]
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.2 * ncols, 1.35 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(0.95 * ncols, 1.2 * nrows + 0.5), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for f, ax in zip(range(n), axes.flat):
         w = kernel[:, :, 0, f]
         lim = float(np.abs(w).max()) or 1.0
         ax.imshow(w, cmap="PuOr", vmin=-lim, vmax=lim)
-        ax.set_title(f"filter {f}", fontsize=7)
+        ax.set_title(f"filter {f}", fontsize=10)
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -251,18 +251,18 @@ def feature_maps_figure(image: np.ndarray, maps: dict, title: str, per_layer: in
 
     if not maps:
         raise ValueError("no feature maps given")
-    fig, axes = plt.subplots(len(maps), per_layer + 1, figsize=(1.35 * (per_layer + 1), 1.5 * len(maps)),
-                             squeeze=False)
+    width = min(1.1 * (per_layer + 1), MAX_WIDTH_IN)  # 10 pt titles fit; every column fits the book's column
+    fig, axes = plt.subplots(len(maps), per_layer + 1, figsize=(width, 1.55 * len(maps) + 0.5), squeeze=False)
     for row, (name, m) in zip(axes, maps.items()):
         m = np.asarray(m)
         if m.ndim != 3:
             raise ValueError(f"maps[{name!r}] must be (H, W, C) for one image, got shape {m.shape}")
         row[0].imshow(np.squeeze(image), cmap="gray_r")
-        row[0].set_title("input", fontsize=7)
+        row[0].set_title("input", fontsize=10)
         for c, ax in enumerate(row[1:]):
             if c < m.shape[2]:
                 ax.imshow(m[:, :, c], cmap="cividis")
-                ax.set_title(f"{name} ch {c}\n{m.shape[0]}×{m.shape[1]}", fontsize=7)
+                ax.set_title(f"{name} ch {c}\n{m.shape[0]}×{m.shape[1]}", fontsize=10)
         bare_axes(row)
     fig.suptitle(title)
     fig.tight_layout()

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .plots import bare_axes
+from .plots import MAX_WIDTH_IN, bare_axes, wrapped
 
 
 def _captum_attr():
@@ -225,10 +225,14 @@ def attribution_grid(images, rows: dict, titles, title: str):
     n = len(images)
     if len(titles) != n or any(len(_per_image(v)) != n for v in rows.values()):
         raise ValueError("images, every row of maps and titles must have the same length")
-    fig, axes = plt.subplots(1 + len(rows), n, figsize=(1.25 * n + 0.8, 1.35 * (1 + len(rows)) + 0.5), squeeze=False)
+    size = min(1.25, (MAX_WIDTH_IN - 0.6) / n)  # inches per image: all columns fit the book's column
+    heads = [wrapped(t, size, 10) for t in titles]
+    head_h = 0.17 * max(h.count("\n") + 1 for h in heads)
+    fig, axes = plt.subplots(1 + len(rows), n, figsize=(size * n + 0.6, (size + 0.1) * (1 + len(rows)) + head_h + 0.6),
+                             squeeze=False)
     for j in range(n):
         axes[0, j].imshow(images[j], cmap="gray_r")
-        axes[0, j].set_title(titles[j], fontsize=8)
+        axes[0, j].set_title(heads[j], fontsize=10)
     for i, (label, maps) in enumerate(rows.items(), start=1):
         maps = _per_image(maps)
         for j in range(n):
@@ -238,9 +242,9 @@ def attribution_grid(images, rows: dict, titles, title: str):
                 axes[i, j].imshow(m, cmap="PuOr_r", vmin=-lim, vmax=lim)
             else:
                 axes[i, j].imshow(m, cmap="gray_r")
-        axes[i, 0].set_ylabel(label, fontsize=8)
+        axes[i, 0].set_ylabel(wrapped(label, size, 10), fontsize=10)
     bare_axes(axes.ravel())
-    axes[0, 0].set_ylabel("input", fontsize=8)
-    fig.suptitle(title)
+    axes[0, 0].set_ylabel("input", fontsize=10)
+    fig.suptitle(wrapped(title, fig.get_figwidth()))
     fig.tight_layout()
     return fig

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .models import load_checkpoint, save_checkpoint
+from .plots import MAX_WIDTH_IN
 from .sequences import torch_threads
 
 LOSSES = ("non_saturating", "saturating")
@@ -365,7 +366,9 @@ def sample_grid(samples, title: str, ncols: int = 8, row_labels=None):
     if not samples:
         raise ValueError("sample_grid needs at least one row of images")
     nrows = len(samples)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(0.9 * ncols + 0.8, 0.9 * nrows + 0.5), squeeze=False)
+    label_w = 0.09 * max((len(str(t)) for t in row_labels), default=0) + 0.2 if row_labels is not None else 0.2
+    size = min(0.9, (MAX_WIDTH_IN - label_w) / ncols)  # inches per image: images and row labels fit the book's column
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols + label_w, size * nrows + 0.6), squeeze=False)
     for r, row in enumerate(samples):
         for c in range(ncols):
             ax = axes[r, c]
@@ -375,7 +378,7 @@ def sample_grid(samples, title: str, ncols: int = 8, row_labels=None):
             if c < len(row):
                 ax.imshow(row[c], cmap="gray_r", vmin=0, vmax=255)
         if row_labels is not None:
-            axes[r, 0].set_ylabel(row_labels[r], rotation=0, ha="right", va="center", fontsize=8)
+            axes[r, 0].set_ylabel(row_labels[r], rotation=0, ha="right", va="center", fontsize=10)
     fig.suptitle(title)
     fig.tight_layout()
     return fig

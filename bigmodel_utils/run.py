@@ -45,6 +45,7 @@ from pathlib import Path
 from .devices import RUN_INFO_ENV, THREADS_ENV
 from .kernels import KERNELS, kernel_name
 from .notebook_copies import fold_parameters, relink
+from .plots import FIGURE_REPORT_ENV
 from .profiles import get_profile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +60,7 @@ DEFAULT_OUTPUT = {"smoke": NOTEBOOKS, "full": CHAPTERS}
 RUNNER_PACKAGES = ("papermill", "nbclient", "ipykernel", "jupyter-book", "nbval", "torch", "keras", "numpy")
 BUDGET_SECONDS = {"full": 240.0, "smoke": 30.0}
 CELL_TIMEOUT_FACTOR = 5  # one cell may take five times the budget of a whole chapter before it counts as hung
-TEMP_NAME = re.compile(r"^(\d+)-.+\.(running\.ipynb|markdown\.ipynb|info\.json)$")
+TEMP_NAME = re.compile(r"^(\d+)-.+\.(running\.ipynb|markdown\.ipynb|info\.json|figures\.json)$")
 
 
 class NotebookFailed(RuntimeError):
@@ -411,8 +412,11 @@ def execute_one(src: Path, dest: Path, *, profile: str, kernel: str, seed: int, 
     if cell_timeout is None:
         cell_timeout = default_cell_timeout(profile)
     tmp, info = _temp_path(dest, "running.ipynb"), _temp_path(dest, "info.json")
+    figures = _temp_path(dest, "figures.json")
     info.write_text("")
+    figures.write_text("")
     os.environ[RUN_INFO_ENV] = str(info)
+    os.environ[FIGURE_REPORT_ENV] = str(figures)
     start = time.perf_counter()
     try:
         with PeakMemory() as mem, _quiet_kernel_manager():
@@ -427,14 +431,48 @@ def execute_one(src: Path, dest: Path, *, profile: str, kernel: str, seed: int, 
                 raise NotebookFailed(_explain(err, src, dest, profile=profile, kernel=kernel,
                                               cell_timeout=cell_timeout, tmp=tmp)) from None
         seconds = time.perf_counter() - start
+        unreadable = _unreadable_figures(figures)
+        if unreadable:
+            raise NotebookFailed(_explain_figures(unreadable, src, dest, tmp))
         _finish_copy(tmp, src, dest)
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
         return _entry(seconds, profile, kernel, mem.peak, _read_run_info(info))
     finally:
         os.environ.pop(RUN_INFO_ENV, None)
-        for p in (tmp, info):
+        os.environ.pop(FIGURE_REPORT_ENV, None)
+        for p in (tmp, info, figures):
             p.unlink(missing_ok=True)
+
+
+def _unreadable_figures(path: Path) -> list[dict]:
+    """The figures the kernel reported as unreadable (``plots.use_book_style`` checks each one shown)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    records = []
+    for line in lines:
+        with contextlib.suppress(json.JSONDecodeError):
+            rec = json.loads(line)
+            if isinstance(rec, dict) and rec.get("problems"):
+                records.append(rec)
+    return records
+
+
+def _explain_figures(records: list[dict], src: Path, dest: Path, tmp: Path) -> str:
+    """One line naming the chapter, the first unreadable figure and its first problem, with the remedy;
+    then every problem figure on its own line. The executed copy is kept like any failed one."""
+    copy = _save_failed_copy(tmp, dest)
+    first = records[0]
+    more = f" (and {len(records) - 1} more figure(s))" if len(records) > 1 else ""
+    lines = [f"{src.stem}: figure {first.get('title') or '(untitled)'!r} is unreadable on the page: "
+             f"{first['problems'][0]}{more}; make the figure narrower or its text larger; "
+             "see plots.readability_problems"]
+    for rec in records:
+        lines.append(f"    figure {rec.get('title') or '(untitled)'!r}: " + "; ".join(rec["problems"]))
+    lines.append(f"    last good output left untouched: {dest}\n    failed copy for inspection: {copy}")
+    return "\n".join(lines)
 
 
 def _finish_copy(path: Path, src: Path, dest: Path) -> None:

@@ -31,7 +31,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from .models import load_checkpoint, save_checkpoint
-from .plots import bare_axes
+from .plots import MAX_WIDTH_IN, bare_axes, wrapped
 
 N_PIXELS = 28 * 28
 OBJECTIVES = ("elbo", "article_mse")
@@ -474,17 +474,23 @@ def latent_scatter(codes: np.ndarray, labels: np.ndarray, title: str, limit: flo
 
 
 def picture_panels(pictures: dict, title: str, width: float = 4.2):
-    """Side-by-side greyscale pictures (e.g. from :func:`tile` or :func:`manifold_grid`), one per key."""
+    """Side-by-side greyscale pictures (e.g. from :func:`tile` or :func:`manifold_grid`), one per key;
+    ``width`` is inches per panel, reduced where the panels would not fit the book's column."""
     import matplotlib.pyplot as plt
 
     if not pictures:
         raise ValueError("picture_panels needs at least one picture")
     aspect = max(np.asarray(pic).shape[0] / np.asarray(pic).shape[1] for pic in pictures.values())
-    fig, axes = plt.subplots(1, len(pictures), figsize=(width * len(pictures), width * aspect + 0.9), squeeze=False)
-    for ax, (name, pic) in zip(axes[0], pictures.items()):
+    width = min(width, MAX_WIDTH_IN / len(pictures))  # all panels fit the book's column
+    names = [wrapped(name, width, 11) for name in pictures]
+    heading = wrapped(title, width * len(pictures))
+    lines = max(n.count("\n") for n in names) + heading.count("\n")
+    fig, axes = plt.subplots(1, len(pictures), figsize=(width * len(pictures), width * aspect + 0.8 + 0.22 * lines),
+                             squeeze=False)
+    for ax, name, pic in zip(axes[0], names, pictures.values()):
         ax.imshow(pic, cmap="gray_r", vmin=0, vmax=1)
-        ax.set_title(name, fontsize=9)
+        ax.set_title(name, fontsize=11)
     bare_axes(axes[0])
-    fig.suptitle(title)
+    fig.suptitle(heading)
     fig.tight_layout()
     return fig

@@ -1,3 +1,5 @@
+import json
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -115,3 +117,115 @@ def test_interval_chart():
         plots.interval_chart(["a"], [0.5], [0.6], [0.7], "t", "x")
     with pytest.raises(ValueError, match="groups"):
         plots.interval_chart(["a"], [0.5], [0.4], [0.6], "t", "x", groups=["g", "h"])
+
+
+def test_readability_problems_passes_a_readable_figure():
+    plots.use_book_style()
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    ax.plot([1, 2, 3], label="series")
+    ax.set(title="A readable figure", xlabel="x", ylabel="y")
+    ax.legend()
+    fig.tight_layout()
+    assert plots.readability_problems(fig) == []
+
+
+def test_readability_problems_finds_small_text_on_a_wide_figure():
+    plots.use_book_style()
+    fig, axes = plt.subplots(1, 8, figsize=(16, 2))
+    for k, ax in enumerate(axes):
+        ax.set_title(f"panel {k}", fontsize=8)
+    problems = plots.readability_problems(fig)
+    assert any("1600 px wide" in p for p in problems)  # more than twice the column
+    small = next(p for p in problems if "'panel 0'" in p)
+    assert "3.9 pt on the page" in small and "font size 8" in small
+    # the same 8 pt title on a figure that fits the column is only too small, not scaled
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.set_title("small", fontsize=8)
+    assert plots.readability_problems(fig) == ["text 'small' is 8.0 pt on the page (font size 8; at least 9 pt)"]
+    assert plots.readability_problems(fig, min_points=8) == []
+
+
+def test_readability_problems_finds_overlapping_tick_labels_and_panel_titles():
+    plots.use_book_style()
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.bar(["Pullover (long)", "Ankle boot (long)", "Trouser (long)"], [1, 2, 3])
+    problems = plots.readability_problems(fig)
+    assert len(problems) == 1 and "x tick labels 'Pullover (long)' and 'Ankle boot (long)'" in problems[0]
+    ax.tick_params(axis="x", labelrotation=90)
+    assert plots.readability_problems(fig) == []
+    fig, axes = plt.subplots(1, 2, figsize=(4, 2))
+    for ax in axes:
+        ax.set_title("a title much longer than its panel")
+    assert any("overlaps" in p and "panel 2" in p for p in plots.readability_problems(fig))
+
+
+def test_hidden_text_is_not_checked():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.set_title("invisible", fontsize=4, visible=False)
+    ax.axis("off")  # tick labels of a hidden axis are not drawn
+    ax.tick_params(labelsize=4)
+    assert plots.readability_problems(fig) == []
+
+
+class _FakeEvents:
+    def __init__(self, *callbacks):
+        self.callbacks = {"post_execute": list(callbacks)}
+
+
+class _FakeShell:
+    def __init__(self, *callbacks):
+        self.events = _FakeEvents(*callbacks)
+
+
+def test_flush_wrapper_reports_unreadable_figures_then_flushes(tmp_path, monkeypatch):
+    flushed = []
+
+    def flush_figures():
+        flushed.append(len(plt.get_fignums()))
+        plt.close("all")
+
+    flush_figures.__module__ = "matplotlib_inline.backend_inline"
+    other = lambda: None  # noqa: E731 - another post_execute callback stays as it is
+    shell = _FakeShell(other, flush_figures)
+    monkeypatch.setattr(plt, "show", plt.show)  # install_figure_check wraps plt.show too; undo it afterwards
+    assert plots.install_figure_check(shell) and plots.install_figure_check(shell)  # twice wraps once
+    wrapper = shell.events.callbacks["post_execute"][1]
+    assert shell.events.callbacks["post_execute"][0] is other and wrapper.__wrapped__ is flush_figures
+    assert plt.show.__wrapped__.__name__ == "show" and not hasattr(plt.show.__wrapped__, "__wrapped__")
+
+    report = tmp_path / "figures.json"
+    monkeypatch.setenv(plots.FIGURE_REPORT_ENV, str(report))
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.set_title("fine")
+    wrapper()
+    assert flushed == [1] and not report.exists()  # a readable figure leaves no line
+    fig, axes = plt.subplots(1, 8, figsize=(16, 2))
+    fig.suptitle("Gallery")
+    wrapper()
+    assert flushed == [1, 1]
+    (line,) = report.read_text().splitlines()
+    rec = json.loads(line)
+    assert rec["title"] == "Gallery" and "1600 px wide" in rec["problems"][0]
+
+
+def test_flush_wrapper_still_flushes_when_the_check_fails(monkeypatch):
+    flushed = []
+
+    def flush_figures():
+        flushed.append(True)
+
+    flush_figures.__module__ = "matplotlib_inline.backend_inline"
+    shell = _FakeShell(flush_figures)
+    monkeypatch.setattr(plt, "show", plt.show)
+    plots.install_figure_check(shell)
+    monkeypatch.setattr(plots, "report_open_figures", lambda: 1 / 0)
+    shell.events.callbacks["post_execute"][0]()
+    assert flushed == [True]
+
+
+def test_use_book_style_outside_ipython_installs_nothing(monkeypatch):
+    monkeypatch.setattr(plt, "show", plt.show)
+    original = plt.show
+    plots.use_book_style()
+    plots.use_book_style()
+    assert plt.show is original and matplotlib.rcParams["axes.titlesize"] == 12

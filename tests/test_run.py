@@ -465,3 +465,28 @@ def test_fingerprint_of_a_chapter_that_reads_book_prose_follows_that_prose(tmp_p
     base, base_other = fp(src), fp(other)
     monkeypatch.setitem(run.PROSE_INPUTS, "llm_assistant", lambda: b"the book, edited")
     assert fp(src) != base and fp(other) == base_other
+
+
+FIGURE = ("from bigmodel_utils import plots\nplots.use_book_style()\nimport matplotlib.pyplot as plt\n"
+          "fig, ax = plt.subplots(figsize=({width}, 3))\nax.plot([1, 2])\nax.set_title('{title}', fontsize={size})")
+
+
+def test_an_unreadable_figure_fails_the_chapter_naming_figure_problem_and_remedy(tmp_path, iso):
+    dest = tmp_path / "out" / "figs.ipynb"
+    good = make_nb(tmp_path / "good" / "figs.ipynb", FIGURE.format(width=6, title="Readable", size=12))
+    assert run.execute_one(good, dest, profile="smoke", kernel="cpu", seed=0, progress=False)["status"] == "ok"
+    assert dest.is_file()
+    shown_early = FIGURE.format(width=4, title="Shown early", size=5) + "\nplt.show()"  # shown before the cell ends
+    shown = make_nb(tmp_path / "shown" / "figs.ipynb", shown_early, "x = 1")
+    bad = make_nb(tmp_path / "bad" / "figs.ipynb", FIGURE.format(width=16, title="Gallery", size=8))
+    for src, title, problem in ((bad, "Gallery", "the figure is 1600 px wide"),
+                                (shown, "Shown early", "text 'Shown early' is 5.0 pt on the page")):
+        before = dest.read_bytes()
+        with pytest.raises(run.NotebookFailed) as err:
+            run.execute_one(src, dest, profile="smoke", kernel="cpu", seed=0, progress=False)
+        first = str(err.value).splitlines()[0]
+        assert first.startswith(f"figs: figure '{title}' is unreadable on the page: {problem}")
+        assert first.endswith("make the figure narrower or its text larger; see plots.readability_problems")
+        assert dest.read_bytes() == before and (iso / "failed" / "figs.ipynb").is_file()
+        assert not list((iso / "running").glob(f"{os.getpid()}-*"))
+    assert run.TEMP_NAME.match(f"{os.getpid()}-figs-0a1b2c3d.figures.json")
