@@ -157,12 +157,13 @@ def dead_links(nb, folder: Path) -> list[str]:
 # --- the install cell ---------------------------------------------------------------------------------
 
 def _locked_version(dist: str) -> str:
-    from .locations import lock_file
+    """``dist==version`` as pinned in requirements.lock (read by :func:`resources.locked_versions`)."""
+    from .resources import locked_versions
 
-    for line in lock_file().read_text().splitlines():
-        if line.lower().startswith(dist.lower() + "=="):
-            return line.strip()
-    raise KeyError(f"{dist} is not pinned in requirements.lock")
+    version = locked_versions().get(dist.lower())
+    if version is None:
+        raise KeyError(f"{dist} is not pinned in requirements.lock")
+    return f"{dist}=={version}"
 
 
 def package_source(version: str | None = None) -> str:
